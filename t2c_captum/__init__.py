@@ -1,0 +1,81 @@
+"""t2c_captum: give any frozen vision model a vocabulary.
+
+A linear map fitted from a backbone's features into a CLIP space makes CLIP's text embeddings directly
+comparable with that backbone's features (Moayeri et al., "Text-To-Concept (and Back) via Cross-Model
+Alignment", ICML 2023). This package fits such maps, classifies zero-shot through them, and exposes
+every part through pluggy hooks.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ._exceptions import (
+    CheckpointFormatError,
+    DataError,
+    DimensionMismatchError,
+    DuplicateNameError,
+    IncompatibleArtifactError,
+    NotFittedError,
+    PluginError,
+    T2CError,
+    UnknownNameError,
+    WorldError,
+)
+from .aligners import (
+    Aligner,
+    AlignmentMetrics,
+    LinearAligner,
+    SGDAligner,
+    load_aligner,
+    make_aligner,
+)
+from .backbones import Backbone, ModuleBackbone, load_backbone, module_backbone
+from .concepts import load_vocabulary
+from .data import ImageSource, open_source
+from .features import FeatureStore, extract_features
+from .hookspecs import hookimpl
+from .pipeline import EvalReport, FitReport, evaluate_store, fit_aligner, load_target
+from .plugins import get_plugin_manager, get_registries
+from .spaces import Space, load_space
+from .zeroshot import ZeroShotClassifier
+
+__all__ = [
+    "Aligner",
+    "AlignmentMetrics",
+    "Backbone",
+    "CheckpointFormatError",
+    "DataError",
+    "DimensionMismatchError",
+    "DuplicateNameError",
+    "EvalReport",
+    "FeatureStore",
+    "FitReport",
+    "ImageSource",
+    "IncompatibleArtifactError",
+    "LinearAligner",
+    "ModuleBackbone",
+    "NotFittedError",
+    "PluginError",
+    "SGDAligner",
+    "Space",
+    "T2CError",
+    "UnknownNameError",
+    "WorldError",
+    "ZeroShotClassifier",
+    "__version__",
+    "evaluate_store",
+    "extract_features",
+    "fit_aligner",
+    "get_plugin_manager",
+    "get_registries",
+    "hookimpl",
+    "load_aligner",
+    "load_backbone",
+    "load_space",
+    "load_target",
+    "load_vocabulary",
+    "make_aligner",
+    "module_backbone",
+    "open_source",
+]

@@ -1,0 +1,138 @@
+"""Aligner artifacts: ``NAME.safetensors`` (tensors) + ``NAME.json`` (metadata), nothing pickled.
+
+Loading from a local path and from ``hf-hub:ORG/REPO[/NAME]`` goes through the same code: the hub is
+only used to fetch the two files into the local cache.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .._exceptions import CheckpointFormatError, IncompatibleArtifactError, T2CError, UnknownNameError
+from .._io import atomic_write_json, atomic_write_tensors, load_state_dict_file, read_json
+from .base import Aligner
+
+__all__ = ["ARTIFACT_FORMAT", "check_compatible", "load_aligner", "resolve_artifact", "save_aligner"]
+
+ARTIFACT_FORMAT = 1
+_TENSORS = ("weight_", "bias_", "x_mean_", "x_scale_")
+_COMPARED = ("id", "layer", "preprocess", "feature_dim", "embed_dim", "dim")
+
+
+def _library_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _stem(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        return p / "aligner"
+    if p.suffix in {".json", ".safetensors"}:
+        return p.with_suffix("")
+    return p
+
+
+def save_aligner(aligner: Aligner, path: str | os.PathLike[str]) -> Path:
+    """Save a fitted aligner; returns the JSON path. Writes are atomic."""
+    aligner._ensure_solved()
+    stem = _stem(path)
+    d, D = aligner.dims or (0, 0)
+    meta = {
+        "format_version": ARTIFACT_FORMAT,
+        "library_version": _library_version(),
+        "kind": aligner.kind,
+        "params": aligner.get_params(),
+        "source": aligner.source_,
+        "target": aligner.target_,
+        "dims": {"source": d, "target": D},
+        "fit_stats": aligner.fit_stats_,
+    }
+    tensors = {name: getattr(aligner, name) for name in _TENSORS}
+    atomic_write_tensors(stem.with_suffix(".safetensors"), tensors, {"format": "t2c_captum.aligner"})
+    atomic_write_json(stem.with_suffix(".json"), meta)
+    return stem.with_suffix(".json")
+
+
+def resolve_artifact(path: str | os.PathLike[str], default_name: str = "aligner") -> Path:
+    """Local stem of an artifact; ``hf-hub:ORG/REPO[/NAME]`` is downloaded to the cache first."""
+    text = os.fspath(path)
+    if text.startswith("hf-hub:"):
+        parts = text.removeprefix("hf-hub:").strip("/").split("/")
+        if len(parts) < 2:
+            raise CheckpointFormatError(f"{text!r}: use hf-hub:ORG/REPO or hf-hub:ORG/REPO/NAME")
+        repo_id, name = "/".join(parts[:2]), "/".join(parts[2:]) or default_name
+        from huggingface_hub import hf_hub_download
+
+        try:
+            files = [hf_hub_download(repo_id, f"{name}{ext}") for ext in (".json", ".safetensors")]
+        except Exception as exc:
+            raise T2CError(
+                f"could not fetch {name}.json/{name}.safetensors from hf-hub {repo_id!r} ({exc}). "
+                "Offline? Download both files and pass the local path instead."
+            ) from exc
+        return Path(files[0]).with_suffix("")
+    return _stem(text)
+
+
+def _diff(kind: str, saved: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    out = []
+    for key in _COMPARED:
+        if key in saved and key in given and saved[key] != given[key]:
+            out.append(f"{kind}.{key}: saved {saved[key]!r}, given {given[key]!r}")
+    return out
+
+
+def check_compatible(aligner: Aligner, backbone: Any = None, space: Any = None) -> None:
+    """Raise :class:`IncompatibleArtifactError` listing every field that differs."""
+    problems: list[str] = []
+    if backbone is not None:
+        problems += _diff("backbone", aligner.source_, dict(backbone.identity))
+    if space is not None:
+        problems += _diff("space", aligner.target_, dict(space.identity))
+    if problems:
+        raise IncompatibleArtifactError(
+            "this aligner was fitted for a different model: "
+            + "; ".join(problems)
+            + ". Fit a new aligner for this pair (t2c fit), or load the matching model."
+        )
+
+
+def load_aligner(path: str | os.PathLike[str], backbone: Any = None, space: Any = None) -> Aligner:
+    """Load an aligner artifact and check it against ``backbone`` and ``space`` when given."""
+    from ..plugins import get_registries
+
+    stem = resolve_artifact(path)
+    json_path, tensor_path = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
+    if not json_path.is_file():
+        raise CheckpointFormatError(
+            f"no aligner metadata at {str(json_path)!r}; an aligner is saved as NAME.json + "
+            "NAME.safetensors (Aligner.save)"
+        )
+    meta = read_json(json_path)
+    if not isinstance(meta, dict) or "kind" not in meta:
+        raise CheckpointFormatError(f"{str(json_path)!r} is not aligner metadata")
+    if int(meta.get("format_version", 0)) > ARTIFACT_FORMAT:
+        raise CheckpointFormatError(
+            f"{str(json_path)!r} uses artifact format {meta['format_version']}, newer than this "
+            f"library understands ({ARTIFACT_FORMAT}); upgrade t2c_captum"
+        )
+    try:
+        cls = get_registries().aligners.get(meta["kind"])
+    except UnknownNameError as exc:
+        raise CheckpointFormatError(f"{str(json_path)!r}: {exc}") from exc
+    tensors = load_state_dict_file(tensor_path)
+    missing = [k for k in _TENSORS if k not in tensors]
+    if missing:
+        raise CheckpointFormatError(f"{str(tensor_path)!r} lacks tensors {missing}")
+    aligner = cls(**meta.get("params", {}))
+    for name in _TENSORS:
+        setattr(aligner, name, tensors[name])
+    aligner.source_ = meta.get("source", {})
+    aligner.target_ = meta.get("target", {})
+    aligner.fit_stats_ = meta.get("fit_stats", {})
+    check_compatible(aligner, backbone, space)
+    return aligner

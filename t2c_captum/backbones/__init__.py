@@ -1,0 +1,79 @@
+"""Backbones: frozen vision models seen as ``images -> features``.
+
+Load one by name with :func:`load_backbone`: a registered name (``"world-cnn"``), a family prefix
+(``"timm:resnet50"``, ``"torchvision:resnet18"``), an ``hf-hub:`` id (timm), or a bare timm or
+torchvision architecture name. Wrap any ``nn.Module`` with :func:`module_backbone`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._exceptions import T2CError, UnknownNameError
+from .adapters import (
+    TimmBackbone,
+    load_weights,
+    module_backbone,
+    timm_backbone,
+    torchvision_backbone,
+)
+from .base import Backbone, ModuleBackbone, last_linear_name, pool_features
+
+__all__ = [
+    "Backbone",
+    "ModuleBackbone",
+    "TimmBackbone",
+    "last_linear_name",
+    "load_backbone",
+    "load_weights",
+    "module_backbone",
+    "pool_features",
+    "timm_backbone",
+    "torchvision_backbone",
+]
+
+
+def load_backbone(spec: str | Backbone, **options: Any) -> Backbone:
+    """A backbone from a name; options (``pretrained``, ``checkpoint``, ``layer``...) go to its factory.
+
+    Examples::
+
+        >>> load_backbone("world-cnn")
+        >>> load_backbone("timm:resnet18", checkpoint="resnet18.safetensors")
+        >>> load_backbone("torchvision:resnet50", layer="layer3")
+    """
+    if isinstance(spec, Backbone):
+        return spec
+    from ..plugins import get_registries
+
+    registry = get_registries().backbones
+    options = {k: v for k, v in options.items() if v is not None}
+    if spec in registry:
+        return _build(registry.get(spec), spec, options)
+    family, sep, model = spec.partition(":")
+    if spec.startswith("hf-hub:"):
+        family, model = "timm", spec
+    if sep and family in registry:
+        return _build(registry.get(family), spec, {"model": model, **options})
+    import timm
+    import torchvision
+
+    if timm.is_model(spec.split(".")[0]):
+        return _build(registry.get("timm"), spec, {"model": spec, **options})
+    tv_models = torchvision.models.list_models(module=torchvision.models)
+    if spec in tv_models:
+        return _build(registry.get("torchvision"), spec, {"model": spec, **options})
+    known = list(registry) + [f"timm:{m}" for m in timm.list_models()] + tv_models
+    raise UnknownNameError(
+        "backbone", spec, known, "Use 'timm:NAME', 'torchvision:NAME' or 'hf-hub:ORG/REPO'."
+    )
+
+
+def _build(factory: Any, spec: str, options: dict[str, Any]) -> Backbone:
+    try:
+        backbone = factory(**options)
+    except TypeError as exc:
+        raise T2CError(f"backbone {spec!r} does not accept these options {sorted(options)}: {exc}") from exc
+    if not isinstance(backbone, Backbone):
+        raise T2CError(f"backbone factory for {spec!r} returned {type(backbone).__name__}, not a Backbone")
+    return backbone

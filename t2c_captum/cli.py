@@ -1,0 +1,363 @@
+"""The ``t2c`` command: fit, evaluate and use aligners from the shell."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ._exceptions import T2CError
+
+app = typer.Typer(
+    name="t2c",
+    help=(
+        "Give any frozen vision model a vocabulary: align its features to a CLIP space, then "
+        "classify zero-shot and name what it sees.\n\n"
+        "Start with `t2c demo` (offline, on the built-in concept world), then "
+        "`t2c fit BACKBONE SPACE --data IMAGES`."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+DataOpt = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        "-d",
+        help="Images: a folder, a labelled ImageFolder tree, a CSV/TXT list, or world:SPLIT[:FACTOR].",
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")]
+PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16/fp16 on CUDA), bf16, fp16 or fp32.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")]
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{100 * value:.1f}%" if 0 <= value <= 1 else f"{value:.4g}"
+    return str(value)
+
+
+def _eval_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    keys = [
+        "split",
+        "task",
+        "n",
+        "r2",
+        "mean_cosine",
+        "aligned_top1",
+        "space_top1",
+        "own_head_top1",
+        "aligned_top5",
+    ]
+    present = [k for k in keys if any(k in r and r[k] is not None for r in rows)]
+    for k in present:
+        table.add_column(k, justify="right" if k not in ("split", "task") else "left")
+    for r in rows:
+        cells = []
+        for k in present:
+            v = r.get(k)
+            cells.append("-" if v is None else (f"{v:.3f}" if k in ("r2", "mean_cosine") else _fmt(v)))
+        table.add_row(*cells)
+    return table
+
+
+@app.command("plugins")
+def plugins_cmd(as_json: JsonOpt = False) -> None:
+    """List every registered part (backbones, spaces, aligners, vocabularies, probes) and who gave it."""
+    from .plugins import list_parts
+
+    try:
+        parts = list_parts()
+    except T2CError as exc:
+        _fail(exc)
+    if as_json:
+        data = [
+            {"kind": k, "name": e.name, "plugin": e.plugin, "description": e.description} for k, e in parts
+        ]
+        typer.echo(json.dumps(data, indent=2))
+        return
+    table = Table(title="registered parts", title_justify="left")
+    for col in ("kind", "name", "plugin", "description"):
+        table.add_column(col)
+    for kind, entry in parts:
+        table.add_row(kind, entry.name, entry.plugin, entry.description)
+    console.print(table)
+
+
+@app.command("fit")
+def fit_cmd(
+    backbone: Annotated[
+        str, typer.Argument(help="world-cnn, timm:resnet50, torchvision:resnet18, hf-hub:ORG/REPO ...")
+    ],
+    space: Annotated[
+        str,
+        typer.Argument(
+            help="world-clip, open_clip:ViT-B-16@openai, hf-hub:..., or backbone:NAME (cross-model)."
+        ),
+    ],
+    data: DataOpt,
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Where to save the aligner (NAME -> NAME.json + NAME.safetensors)."),
+    ] = Path("aligner"),
+    eval_data: Annotated[
+        str | None, typer.Option(help="Separate evaluation images (same forms as --data).")
+    ] = None,
+    kind: Annotated[
+        str, typer.Option(help="Aligner kind: linear (closed-form ridge) or sgd (the paper's recipe).")
+    ] = "linear",
+    alpha: Annotated[
+        float | None, typer.Option(help="Fixed ridge strength (linear); default: chosen on held-out rows.")
+    ] = None,
+    layer: Annotated[
+        str | None, typer.Option(help="Backbone layer (module name); default: penultimate.")
+    ] = None,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="Local backbone weights (.safetensors or tensors-only .pth).")
+    ] = None,
+    space_checkpoint: Annotated[str | None, typer.Option(help="Local weights for the space.")] = None,
+    pretrained: Annotated[
+        bool, typer.Option(help="Download the backbone's pretrained weights (needs internet).")
+    ] = False,
+    batch_size: int = 64,
+    workers: Annotated[int, typer.Option(help="Decoding worker processes.")] = 0,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    cache_dir: Annotated[
+        str | None, typer.Option(help="Feature-store folder (default ~/.cache/t2c_captum).")
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Fail on unreadable images instead of skipping them.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit an aligner from BACKBONE features to SPACE embeddings and report its held-out quality."""
+    from .backbones import load_backbone
+    from .pipeline import fit_aligner, load_target
+
+    try:
+        bb = load_backbone(backbone, layer=layer, checkpoint=checkpoint, pretrained=pretrained or None)
+        tg = load_target(space, checkpoint=space_checkpoint)
+        params = {"alpha": alpha} if (alpha is not None and kind == "linear") else {}
+        aligner, report = fit_aligner(
+            bb,
+            tg,
+            data,
+            eval_data=eval_data,
+            kind=kind,
+            aligner_params=params,
+            batch_size=batch_size,
+            num_workers=workers,
+            device=device,
+            precision=precision,
+            cache_dir=cache_dir,
+            strict=strict,
+            progress=not as_json,
+        )
+        saved = aligner.save(out)
+    except T2CError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps({**report.as_dict(), "saved": str(saved)}, indent=2, default=str))
+        return
+    console.print(
+        f"aligned [bold]{report.backbone}[/] -> [bold]{report.target}[/] "
+        f"({report.kind}, {report.n_train} training images, "
+        f"alpha={report.fit_stats.get('alpha', '-')})"
+    )
+    console.print(
+        _eval_table(
+            "alignment quality (images not used for fitting)", [e.as_dict() for e in report.evaluations]
+        )
+    )
+    console.print(f"saved {saved} and {saved.with_suffix('.safetensors')}")
+
+
+def _load_pair(
+    aligner_path: str,
+    backbone: str | None,
+    space: str | None,
+    checkpoint: str | None,
+    space_checkpoint: str | None,
+) -> tuple[Any, Any, Any]:
+    from .aligners import load_aligner
+    from .backbones import load_backbone
+    from .pipeline import load_target
+
+    aligner = load_aligner(aligner_path)
+    src, tgt = aligner.source_, aligner.target_
+    layer = src.get("layer")
+    bb = load_backbone(
+        backbone or src.get("id", ""),
+        checkpoint=checkpoint,
+        layer=None if layer in (None, "penultimate") else layer,
+    )
+    tg = load_target(space or tgt.get("id", ""), checkpoint=space_checkpoint)
+    from .aligners import check_compatible
+
+    check_compatible(aligner, bb, tg)
+    return aligner, bb, tg
+
+
+@app.command("eval")
+def eval_cmd(
+    aligner: Annotated[
+        str, typer.Argument(help="A saved aligner (NAME, NAME.json, a folder, or hf-hub:ORG/REPO).")
+    ],
+    data: DataOpt,
+    backbone: Annotated[
+        str | None, typer.Option(help="Override the backbone recorded in the aligner.")
+    ] = None,
+    space: Annotated[str | None, typer.Option(help="Override the space recorded in the aligner.")] = None,
+    checkpoint: Annotated[str | None, typer.Option(help="Local backbone weights.")] = None,
+    space_checkpoint: Annotated[str | None, typer.Option(help="Local space weights.")] = None,
+    batch_size: int = 64,
+    workers: int = 0,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure a saved aligner on new images: R², mean cosine, zero-shot accuracy (if labelled)."""
+    from .features import extract_features
+    from .pipeline import evaluate_store
+
+    try:
+        al, bb, tg = _load_pair(aligner, backbone, space, checkpoint, space_checkpoint)
+        store = extract_features(
+            data,
+            {"source": bb, "target": tg},
+            batch_size=batch_size,
+            num_workers=workers,
+            device=device,
+            precision=precision,
+            progress=not as_json,
+        )
+        report = evaluate_store(al, store, bb, tg, split=str(data))
+    except T2CError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    console.print(_eval_table(f"{bb.name} -> {tg.name}", [report.as_dict()]))
+
+
+@app.command("classify")
+def classify_cmd(
+    aligner: Annotated[str, typer.Argument(help="A saved aligner.")],
+    images: Annotated[list[str], typer.Argument(help="Image files, folders or world:SPLIT.")],
+    classes: Annotated[str | None, typer.Option(help="Comma-separated class names.")] = None,
+    vocabulary: Annotated[
+        str | None,
+        typer.Option(
+            help="A registered vocabulary (imagenet, world) or a .txt/.json/.csv file of class names."
+        ),
+    ] = None,
+    templates: Annotated[
+        str,
+        typer.Option(
+            help="space (the space's own), imagenet (open_clip's 80), simple, or a template with {}."
+        ),
+    ] = "space",
+    top_k: Annotated[int, typer.Option("--top-k", "-k")] = 5,
+    limit: Annotated[int, typer.Option(help="At most this many images.")] = 50,
+    backbone: Annotated[
+        str | None, typer.Option(help="Override the backbone recorded in the aligner.")
+    ] = None,
+    checkpoint: Annotated[str | None, typer.Option(help="Local backbone weights.")] = None,
+    space_checkpoint: Annotated[str | None, typer.Option(help="Local space weights.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Classify images zero-shot through a saved aligner (the backbone's features, CLIP's words)."""
+    import torch
+
+    from .concepts import load_vocabulary
+    from .data import from_paths, open_source
+    from .spaces import imagenet_templates
+    from .zeroshot import ZeroShotClassifier
+
+    try:
+        if not classes and not vocabulary:
+            raise T2CError("give the classes: --classes 'cat,dog' or --vocabulary imagenet")
+        names = (
+            [c.strip() for c in classes.split(",") if c.strip()]
+            if classes
+            else load_vocabulary(str(vocabulary))
+        )
+        al, bb, tg = _load_pair(aligner, backbone, None, checkpoint, space_checkpoint)
+        tmpl = {"space": None, "imagenet": imagenet_templates(), "simple": imagenet_templates(True)}
+        chosen = tmpl.get(templates, [templates])
+        clf = ZeroShotClassifier(tg, names, chosen, aligner=al)
+        files = [p for p in images if Path(p).is_file() and not p.endswith((".csv", ".txt", ".tsv"))]
+        source = from_paths(files) if files and len(files) == len(images) else open_source(images[0])
+        rows: list[dict[str, Any]] = []
+        for i in range(min(limit, len(source))):
+            img, _ = source.load(i)
+            with torch.no_grad():
+                result = clf.predict(bb(bb.preprocess(img).unsqueeze(0)), k=top_k)
+            rows.append(
+                {
+                    "image": source.describe(i),
+                    "top": [
+                        {"class": n, "prob": float(p)}
+                        for n, p in zip(result.names()[0], result.probs[0].tolist(), strict=True)
+                    ],
+                }
+            )
+    except T2CError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        tops = ", ".join(f"{t['class']} {100 * t['prob']:.0f}%" for t in row["top"])
+        console.print(f"{row['image']}: {tops}", highlight=False)
+
+
+@app.command("demo")
+def demo_cmd(
+    n_train: Annotated[int, typer.Option(help="Training images from the world's train split.")] = 8000,
+    n_test: Annotated[int, typer.Option(help="Test images per factor.")] = 2000,
+    out: Annotated[Path, typer.Option(help="Where aligners and the summary go.")] = Path("runs/demo"),
+    as_json: JsonOpt = False,
+) -> None:
+    """The main job, offline: align the concept world's backbones to its tiny CLIP and report."""
+    from .demo import run_demo
+
+    try:
+        summary = run_demo(
+            n_train=n_train,
+            n_test=n_test,
+            out=out,
+            progress=not as_json,
+            console=None if as_json else console,
+        )
+    except T2CError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+def main() -> None:
+    """Entry point of the ``t2c`` script."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        console.print("interrupted; finished feature shards are kept and will be reused")
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,30 @@
+"""Image sources and the decode-once loader."""
+
+from __future__ import annotations
+
+from .loader import Batch, DecodeOnce, iter_batches, warn_skipped
+from .sources import (
+    IMAGE_EXTENSIONS,
+    ImageSource,
+    from_csv,
+    from_dataset,
+    from_folder,
+    from_image_folder,
+    from_paths,
+    open_source,
+)
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "Batch",
+    "DecodeOnce",
+    "ImageSource",
+    "from_csv",
+    "from_dataset",
+    "from_folder",
+    "from_image_folder",
+    "from_paths",
+    "iter_batches",
+    "open_source",
+    "warn_skipped",
+]

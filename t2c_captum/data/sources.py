@@ -1,0 +1,283 @@
+"""Image sources: folders, labelled trees, path lists/CSVs and any torch Dataset, behind one interface."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .._exceptions import DataError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageSource",
+    "from_csv",
+    "from_dataset",
+    "from_folder",
+    "from_image_folder",
+    "from_paths",
+    "open_source",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+
+
+def _to_pil(obj: Any) -> Image.Image:
+    if isinstance(obj, Image.Image):
+        return obj.convert("RGB")
+    if isinstance(obj, (str, os.PathLike)):
+        with Image.open(obj) as img:
+            return img.convert("RGB")
+    if isinstance(obj, torch.Tensor):
+        from torchvision.transforms.functional import to_pil_image
+
+        return to_pil_image(obj).convert("RGB")
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.ndarray):
+            return Image.fromarray(obj).convert("RGB")
+    except ImportError:  # pragma: no cover
+        pass
+    raise DataError(f"cannot turn a {type(obj).__name__} into an image")
+
+
+class ImageSource(Dataset):
+    """Images with optional integer labels; ``source[i]`` is ``(PIL image, label)`` (label -1 if none).
+
+    Build one with :func:`open_source`, :func:`from_folder`, :func:`from_image_folder`,
+    :func:`from_paths`, :func:`from_csv` or :func:`from_dataset`.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[Any] | Dataset,
+        labels: Sequence[int] | None = None,
+        class_names: Sequence[str] | None = None,
+        name: str = "images",
+        fingerprint: str | None = None,
+        templates: Sequence[str] | None = None,
+        task: str | None = None,
+        class_prompts: dict[str, list[str]] | None = None,
+    ) -> None:
+        if len(items) == 0:  # type: ignore[arg-type]
+            raise DataError(f"{name}: no images found; check the path and the file extensions")
+        if labels is not None and len(labels) != len(items):  # type: ignore[arg-type]
+            raise DataError(f"{name}: {len(labels)} labels for {len(items)} images")  # type: ignore[arg-type]
+        self.items = items
+        self.labels = list(labels) if labels is not None else None
+        self.class_names = list(class_names) if class_names is not None else None
+        self.name = name
+        self._fingerprint = fingerprint
+        #: prompt templates suited to these labels (e.g. a concept-world factor), if known
+        self.templates = list(templates) if templates else None
+        #: what the labels mean (e.g. ``"shape"``), if known
+        self.task = task
+        #: class name -> full prompts describing it, if the dataset knows better than templates
+        self.class_prompts = class_prompts
+
+    def __len__(self) -> int:
+        return len(self.items)  # type: ignore[arg-type]
+
+    def describe(self, index: int) -> str:
+        """A human-readable pointer to item ``index`` (its path when it has one)."""
+        item = self.items[index]
+        return str(item) if isinstance(item, (str, os.PathLike)) else f"{self.name}[{index}]"
+
+    def load(self, index: int) -> tuple[Image.Image, int]:
+        """Decode item ``index``; raises on unreadable files."""
+        item = self.items[index]
+        label = self.labels[index] if self.labels is not None else -1
+        if isinstance(self.items, Dataset) and isinstance(item, tuple):
+            item, label = item[0], int(item[1]) if len(item) > 1 else -1
+        return _to_pil(item), int(label)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        return self.load(index)
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of what the source holds (paths, sizes, modification times, labels)."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256(f"{self.name}|{len(self)}".encode())
+            if isinstance(self.items, Dataset):
+                digest.update(_dataset_sample_hash(self).encode())
+            else:
+                for item in self.items:
+                    digest.update(_item_key(item).encode())
+            if self.labels is not None:
+                digest.update(repr(self.labels).encode())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+
+def _item_key(item: Any) -> str:
+    if isinstance(item, (str, os.PathLike)):
+        try:
+            stat = os.stat(item)
+            return f"{os.fspath(item)}|{stat.st_size}|{stat.st_mtime_ns};"
+        except OSError:
+            return f"{os.fspath(item)}|missing;"
+    return f"{type(item).__name__}:{id(item)};"
+
+
+def _dataset_sample_hash(source: ImageSource) -> str:
+    """Hash a few decoded items of an arbitrary dataset (cheap, catches different contents)."""
+    digest = hashlib.sha256()
+    n = len(source)
+    for i in sorted({0, n // 2, n - 1}):
+        try:
+            img, label = source.load(i)
+            digest.update(img.tobytes() + str(label).encode())
+        except Exception:
+            digest.update(b"unreadable")
+    return digest.hexdigest()
+
+
+def from_folder(path: str | os.PathLike[str], recursive: bool = True) -> ImageSource:
+    """All image files under ``path`` (sorted), unlabelled."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"{str(root)!r} is not a directory")
+    pattern = "**/*" if recursive else "*"
+    files = sorted(p for p in root.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DataError(
+            f"no images in {str(root)!r} (looked for {', '.join(IMAGE_EXTENSIONS)}); check the path"
+        )
+    return ImageSource([str(f) for f in files], name=str(root))
+
+
+def from_image_folder(path: str | os.PathLike[str]) -> ImageSource:
+    """An ImageFolder-style tree: one sub-directory per class (torchvision's own conventions)."""
+    from torchvision.datasets.folder import find_classes, make_dataset
+
+    root = str(path)
+    try:
+        classes, class_to_idx = find_classes(root)
+        samples = make_dataset(root, class_to_idx, extensions=IMAGE_EXTENSIONS)
+    except FileNotFoundError as exc:
+        raise DataError(f"{root!r} is not a labelled image tree: {exc}") from exc
+    return ImageSource([p for p, _ in samples], [y for _, y in samples], classes, name=root)
+
+
+def from_paths(
+    paths: Sequence[str | os.PathLike[str]],
+    labels: Sequence[int | str] | None = None,
+    class_names: Sequence[str] | None = None,
+    name: str = "paths",
+) -> ImageSource:
+    """A list of image paths with optional labels (ints, or strings turned into sorted classes)."""
+    int_labels, names = _encode_labels(labels, class_names)
+    return ImageSource([os.fspath(p) for p in paths], int_labels, names, name=name)
+
+
+def _encode_labels(
+    labels: Sequence[int | str] | None, class_names: Sequence[str] | None
+) -> tuple[list[int] | None, list[str] | None]:
+    if labels is None:
+        return None, list(class_names) if class_names else None
+    if all(isinstance(y, int) or (isinstance(y, str) and y.lstrip("-").isdigit()) for y in labels):
+        return [int(y) for y in labels], list(class_names) if class_names else None
+    names = list(class_names) if class_names else sorted({str(y) for y in labels})
+    index = {n: i for i, n in enumerate(names)}
+    unknown = sorted({str(y) for y in labels} - set(index))
+    if unknown:
+        raise DataError(f"labels {unknown[:5]} are not in class_names")
+    return [index[str(y)] for y in labels], names
+
+
+def from_csv(path: str | os.PathLike[str]) -> ImageSource:
+    """A CSV/TSV (or plain list) of paths with an optional label column.
+
+    A header row with a ``path`` column (and optionally ``label``) is used when present; otherwise the
+    first column is the path and the second, if any, the label. Relative paths are relative to the
+    file's folder.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"{str(file)!r} does not exist")
+    text = file.read_text(encoding="utf-8")
+    dialect = csv.excel_tab if file.suffix == ".tsv" else csv.excel
+    rows = [r for r in csv.reader(text.splitlines(), dialect) if r and r[0].strip()]
+    if not rows:
+        raise DataError(f"{str(file)!r} lists no images")
+    header = [c.strip().lower() for c in rows[0]]
+    path_col, label_col = 0, 1 if len(rows[0]) > 1 else None
+    if "path" in header:
+        rows = rows[1:]
+        path_col = header.index("path")
+        label_col = header.index("label") if "label" in header else None
+    paths = [_resolve(file.parent, r[path_col].strip()) for r in rows]
+    labels = [r[label_col].strip() for r in rows] if label_col is not None else None
+    return from_paths(paths, labels, name=str(file))
+
+
+def _resolve(base: Path, value: str) -> str:
+    p = Path(value)
+    return str(p if p.is_absolute() else base / p)
+
+
+def from_dataset(
+    dataset: Dataset, class_names: Sequence[str] | None = None, name: str | None = None
+) -> ImageSource:
+    """Any torch Dataset whose items are images or ``(image, label)`` pairs."""
+    if isinstance(dataset, ImageSource):
+        return dataset
+    names = class_names or getattr(dataset, "class_names", None) or getattr(dataset, "classes", None)
+    fingerprint = getattr(dataset, "fingerprint", None)
+    if callable(fingerprint):
+        fingerprint = fingerprint()
+    return ImageSource(
+        dataset,
+        class_names=names,
+        name=name or type(dataset).__name__,
+        fingerprint=str(fingerprint) if fingerprint else None,
+        templates=getattr(dataset, "templates", None),
+        task=getattr(dataset, "task", None),
+        class_prompts=_attr_or_call(dataset, "class_prompts"),
+    )
+
+
+def _attr_or_call(obj: Any, name: str) -> Any:
+    value = getattr(obj, name, None)
+    return value() if callable(value) else value
+
+
+def open_source(spec: str | os.PathLike[str] | Dataset | ImageSource, **options: Any) -> ImageSource:
+    """An image source from a path or dataset.
+
+    ``world:SPLIT[:FACTOR[:N]]`` is a concept-world split (labels from FACTOR, default shape; the
+    first N images); a ``.csv``,
+    ``.tsv`` or ``.txt`` file is a path list; a directory whose sub-directories hold the images is
+    an ImageFolder tree (labelled), any other directory is read as unlabelled images.
+    """
+    if isinstance(spec, ImageSource):
+        return spec
+    if isinstance(spec, Dataset):
+        return from_dataset(spec, **options)
+    text = os.fspath(spec)
+    if text.startswith("world:"):
+        from ..world.adapters import world_source
+
+        _, split, *rest = text.split(":")
+        factor = rest[0] if rest else options.get("factor", "shape")
+        n = int(rest[1]) if len(rest) > 1 and rest[1] else options.get("n")
+        return world_source(split, n=n, factor=factor or None)
+    path = Path(text)
+    if path.is_file():
+        return from_csv(path)
+    if not path.is_dir():
+        raise DataError(f"{text!r} is neither a file, a directory nor 'world:SPLIT'")
+    top_images = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+    has_class_dirs = any(p.is_dir() for p in path.iterdir())
+    if has_class_dirs and not top_images:
+        return from_image_folder(path)
+    return from_folder(path)

@@ -1,0 +1,154 @@
+"""The main job on the built-in offline default: align the concept world's backbones to its tiny CLIP
+and report what they can and cannot say, next to what the CLIP and their own heads say."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ._io import atomic_write_json
+from .backbones import load_backbone
+from .features import extract_features
+from .pipeline import evaluate_store, fit_aligner
+from .spaces import load_space
+
+__all__ = ["DEMO_BACKBONES", "DEMO_FACTORS", "run_demo"]
+
+DEMO_BACKBONES = ("world-cnn", "world-ae")
+DEMO_FACTORS = ("shape", "colour", "pattern", "background")
+
+
+def _evaluate_factors(
+    aligner: Any, backbone: Any, space: Any, n_test: int, cache: Path, progress: bool
+) -> list[dict[str, Any]]:
+    from .world.adapters import world_source
+
+    rows = []
+    for split in ("test", "compositional"):
+        for factor in DEMO_FACTORS:
+            source = world_source(split, n=n_test, factor=factor)
+            store = extract_features(
+                source,
+                {"source": backbone, "target": space},
+                store=cache / f"{backbone.name}-{split}-{factor}-{n_test}",
+                progress=progress,
+            )
+            report = evaluate_store(aligner, store, backbone, space, split=split)
+            rows.append({"backbone": backbone.name, **report.as_dict(), "task": factor})
+    return rows
+
+
+def _acceptance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def get(bb: str, factor: str, key: str) -> float:
+        for r in rows:
+            if r["backbone"] == bb and r["task"] == factor and r["split"] == "test":
+                return float(r.get(key, float("nan")))
+        return float("nan")
+
+    cnn_gap = get("world-cnn", "shape", "own_head_top1") - get("world-cnn", "shape", "aligned_top1")
+    ae_gap = get("world-ae", "colour", "space_top1") - get("world-ae", "colour", "aligned_top1")
+    return [
+        {
+            "check": "world-cnn aligned shape within 5 pts of its own head",
+            "gap_pts": 100 * cnn_gap,
+            "passed": cnn_gap <= 0.05,
+        },
+        {
+            "check": "world-ae aligned colour within 10 pts of the tiny CLIP",
+            "gap_pts": 100 * ae_gap,
+            "passed": ae_gap <= 0.10,
+        },
+    ]
+
+
+def run_demo(
+    n_train: int = 8000,
+    n_test: int = 2000,
+    out: str | Path = "runs/demo",
+    progress: bool = True,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Fit ``world-cnn`` and ``world-ae`` → ``world-clip`` and evaluate per factor.
+
+    Returns a summary dict (also written to ``OUT/summary.json``); prints tables to ``console``.
+    """
+    from .world.adapters import world_source
+
+    out = Path(out)
+    cache = out / "features"
+    space = load_space("world-clip")
+    rows: list[dict[str, Any]] = []
+    fits: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    for name in DEMO_BACKBONES:
+        backbone = load_backbone(name)
+        aligner, report = fit_aligner(
+            backbone,
+            space,
+            world_source("train", n=n_train, factor="shape"),
+            cache_dir=str(cache),
+            progress=progress,
+        )
+        aligner.save(out / name)
+        fits.append(
+            {
+                "backbone": name,
+                "n_train": report.n_train,
+                "alpha": report.fit_stats.get("alpha"),
+                **{f"holdout_{k}": v for k, v in report.evaluations[0].metrics.as_dict().items()},
+                "seconds": report.seconds,
+            }
+        )
+        rows += _evaluate_factors(aligner, backbone, space, n_test, cache, progress)
+    summary = {
+        "fits": fits,
+        "evaluations": rows,
+        "acceptance": _acceptance(rows),
+        "seconds": time.perf_counter() - start,
+    }
+    atomic_write_json(out / "summary.json", summary)
+    if console is not None:
+        _print(console, summary, out)
+    return summary
+
+
+def _print(console: Console, summary: dict[str, Any], out: Path) -> None:
+    fits = Table(title="alignment to world-clip (held-out training images)", title_justify="left")
+    for col in ("backbone", "n_train", "alpha", "R²", "mean cos", "fit s"):
+        fits.add_column(col, justify="right" if col != "backbone" else "left")
+    for f in summary["fits"]:
+        fits.add_row(
+            f["backbone"],
+            str(f["n_train"]),
+            f"{f['alpha']:.2g}",
+            f"{f['holdout_r2']:.3f}",
+            f"{f['holdout_mean_cosine']:.3f}",
+            f"{f['seconds']['fit']:.2f}",
+        )
+    console.print(fits)
+    table = Table(
+        title="zero-shot top-1 per factor: own head | tiny CLIP | aligned backbone", title_justify="left"
+    )
+    for col in ("backbone", "split", "factor", "own head", "CLIP", "aligned", "R²", "cos"):
+        table.add_column(col, justify="left" if col in ("backbone", "split", "factor") else "right")
+    for r in summary["evaluations"]:
+        own = r.get("own_head_top1")
+        table.add_row(
+            r["backbone"],
+            r["split"],
+            r["task"],
+            "-" if own is None else f"{100 * own:.1f}%",
+            f"{100 * r['space_top1']:.1f}%",
+            f"{100 * r['aligned_top1']:.1f}%",
+            f"{r['r2']:.3f}",
+            f"{r['mean_cosine']:.3f}",
+        )
+    console.print(table)
+    for a in summary["acceptance"]:
+        mark = "[green]PASS[/]" if a["passed"] else "[red]FAIL[/]"
+        console.print(f"{mark} {a['check']} (gap {a['gap_pts']:+.1f} pts)")
+    console.print(f"done in {summary['seconds']:.0f} s; aligners and summary.json in {out}/")

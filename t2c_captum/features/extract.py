@@ -1,0 +1,193 @@
+"""Batched feature extraction: decode once, run every encoder, write shards, resume when interrupted."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .._device import autocast, resolve_device
+from .._exceptions import DataError
+from ..data import ImageSource, iter_batches, open_source, warn_skipped
+from .store import FeatureStore, store_key
+
+__all__ = ["default_cache_dir", "extract_features"]
+
+
+def default_cache_dir() -> Path:
+    """``$T2C_CACHE`` or ``~/.cache/t2c_captum``."""
+    return Path(os.environ.get("T2C_CACHE", Path.home() / ".cache" / "t2c_captum"))
+
+
+def _identity(encoder: nn.Module) -> dict[str, Any]:
+    identity = dict(getattr(encoder, "identity", {"id": type(encoder).__name__}))
+    dim = identity.get("feature_dim", identity.get("embed_dim"))
+    identity["dim"] = int(dim) if dim is not None else None
+    return identity
+
+
+def _check_finite(name: str, out: torch.Tensor, indices: torch.Tensor, source: ImageSource) -> None:
+    bad = ~torch.isfinite(out).all(dim=1)
+    if bad.any():
+        where = [source.describe(int(i)) for i in indices[bad][:3]]
+        raise DataError(
+            f"{name} produced NaN/Inf features for {int(bad.sum())} image(s) ({', '.join(where)}). "
+            "Finished shards are kept; try precision='fp32' or check the model's weights, then rerun "
+            "to resume."
+        )
+
+
+def extract_features(
+    source: Any,
+    encoders: Mapping[str, nn.Module],
+    *,
+    store: str | os.PathLike[str] | None = None,
+    batch_size: int = 64,
+    shard_size: int = 4096,
+    num_workers: int = 0,
+    device: str | torch.device | None = None,
+    precision: str = "auto",
+    strict: bool = False,
+    progress: bool = True,
+) -> FeatureStore:
+    """Run every encoder on every image once and write a :class:`FeatureStore`.
+
+    Each image is decoded once and preprocessed by each encoder's own ``preprocess``. Finished
+    shards are skipped when the same store (same encoders, preprocessing and dataset) is extracted
+    again, so a second run reuses the features and an interrupted run resumes.
+
+    Args:
+        source: a path, ``world:SPLIT``, an :class:`~t2c_captum.data.ImageSource` or a Dataset.
+        encoders (dict): name → backbone or space (anything with ``preprocess`` and a forward).
+        store (str, optional): the store directory; default is a keyed folder in the cache.
+        batch_size (int, optional): images per forward pass. Default: ``64``
+        shard_size (int, optional): images per shard file. Default: ``4096``
+        num_workers (int, optional): decoding worker processes. Default: ``0``
+        device (str, optional): ``"auto"`` picks CUDA, then MPS, then CPU. Default: auto
+        precision (str, optional): ``"auto"``, ``"bf16"``, ``"fp16"`` or ``"fp32"``. Default: auto
+        strict (bool, optional): fail on unreadable images instead of skipping them. Default: ``False``
+        progress (bool, optional): show a progress bar. Default: ``True``
+
+    Returns:
+        FeatureStore: the finished store.
+    """
+    if not encoders:
+        raise ValueError("give at least one encoder")
+    source = open_source(source)
+    dev = resolve_device(device)
+    identities = {name: _identity(enc) for name, enc in encoders.items()}
+    key = store_key(identities, source.fingerprint, shard_size)
+    path = Path(store) if store is not None else default_cache_dir() / "features" / key
+    n = len(source)
+    n_shards = (n + shard_size - 1) // shard_size
+    fs = FeatureStore.create(
+        path,
+        key=key,
+        encoders=identities,
+        dataset={
+            "name": source.name,
+            "fingerprint": source.fingerprint,
+            "n": n,
+            "class_names": source.class_names,
+            "templates": source.templates,
+            "task": source.task,
+            "class_prompts": source.class_prompts,
+        },
+        shard_size=shard_size,
+        n_shards=n_shards,
+    )
+    pending = [s for s in range(n_shards) if not fs.is_done(s)]
+    if not pending:
+        return fs
+    models = {name: enc.to(dev).eval() for name, enc in encoders.items()}
+    _run(fs, source, models, pending, shard_size, batch_size, num_workers, dev, precision, strict, progress)
+    warn_skipped(source, fs.skipped)
+    return fs
+
+
+def _run(
+    fs: FeatureStore,
+    source: ImageSource,
+    models: Mapping[str, nn.Module],
+    pending: list[int],
+    shard_size: int,
+    batch_size: int,
+    num_workers: int,
+    dev: torch.device,
+    precision: str,
+    strict: bool,
+    progress: bool,
+) -> None:
+    n = len(source)
+    batches, shard_of = [], []
+    for s in pending:
+        idx = list(range(s * shard_size, min(n, (s + 1) * shard_size)))
+        for i in range(0, len(idx), batch_size):
+            batches.append(idx[i : i + batch_size])
+            shard_of.append(s)
+    remaining = {s: sum(len(b) for b, o in zip(batches, shard_of, strict=True) if o == s) for s in pending}
+    parts: dict[int, dict[str, list[torch.Tensor]]] = {s: {} for s in pending}
+    skipped: dict[int, list[int]] = {s: [] for s in pending}
+    writer = ThreadPoolExecutor(max_workers=1)
+    writes: list[Future[None]] = []
+    bar = tqdm(total=sum(remaining.values()), disable=not progress, desc="extracting", unit="img")
+    preprocesses: list[Any] = [getattr(m, "preprocess") for m in models.values()]  # noqa: B009
+    try:
+        stream = iter_batches(
+            source,
+            preprocesses,
+            batches,
+            num_workers=num_workers,
+            strict=strict,
+            pin_memory=dev.type == "cuda",
+        )
+        for batch, s in zip(stream, shard_of, strict=False):  # the stream may stop early
+            skipped[s].extend(batch.skipped)
+            if batch.indices.numel():
+                outputs = _forward(models, batch.inputs, dev, precision)
+                for name, out in outputs.items():
+                    _check_finite(name, out, batch.indices, source)
+                    parts[s].setdefault(name, []).append(out)
+                parts[s].setdefault("labels", []).append(batch.labels)
+                parts[s].setdefault("indices", []).append(batch.indices)
+            count = batch.indices.numel() + len(batch.skipped)
+            remaining[s] -= count
+            bar.update(count)
+            if remaining[s] == 0:
+                tensors = _finish_shard(parts.pop(s), models)
+                writes.append(writer.submit(fs.write_shard, s, tensors, skipped.pop(s)))
+    finally:
+        bar.close()
+        writer.shutdown(wait=True)
+    for w in writes:
+        w.result()
+
+
+@torch.no_grad()
+def _forward(
+    models: Mapping[str, nn.Module], inputs: list[torch.Tensor], dev: torch.device, precision: str
+) -> dict[str, torch.Tensor]:
+    out = {}
+    with autocast(dev, precision):
+        for (name, model), x in zip(models.items(), inputs, strict=True):
+            out[name] = model(x.to(dev, non_blocking=True)).float().cpu()
+    return out
+
+
+def _finish_shard(
+    parts: dict[str, list[torch.Tensor]], models: Mapping[str, nn.Module]
+) -> dict[str, torch.Tensor]:
+    if not parts:  # every image in the shard was unreadable
+        empty: dict[str, torch.Tensor] = {
+            name: torch.empty(0, _identity(m)["dim"] or 0) for name, m in models.items()
+        }
+        empty["labels"] = torch.empty(0, dtype=torch.long)
+        empty["indices"] = torch.empty(0, dtype=torch.long)
+        return empty
+    return {k: torch.cat(v) for k, v in parts.items()}

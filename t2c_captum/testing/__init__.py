@@ -1,0 +1,163 @@
+"""Helpers for tests, including plugin authors' tests: tiny seeded models, fake parts, images.
+
+Everything here works offline: models are random-init (seeded) or built from the concept world.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ..aligners import Aligner
+from ..backbones import Backbone
+from ..spaces import Space
+
+__all__ = [
+    "TINY_CLIP",
+    "FakeBackbone",
+    "FakeSpace",
+    "check_aligner",
+    "make_images",
+    "register_tiny_clip_config",
+    "tiny_open_clip_checkpoint",
+]
+
+TINY_CLIP = "t2c-tiny-clip"
+
+
+def register_tiny_clip_config() -> str:
+    """Make open_clip know the tiny architecture ``t2c-tiny-clip`` (16-d, 32×32 ViT); returns its name."""
+    import open_clip
+
+    if TINY_CLIP not in open_clip.list_models():
+        open_clip.add_model_config(Path(__file__).with_name(f"{TINY_CLIP}.json"))
+    return TINY_CLIP
+
+
+def tiny_open_clip_checkpoint(path: str | os.PathLike[str], seed: int = 0) -> Path:
+    """Create a seeded random-init tiny open_clip model and save its weights (safetensors)."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    register_tiny_clip_config()
+    torch.manual_seed(seed)
+    model = open_clip.create_model(TINY_CLIP, pretrained=None)
+    path = Path(path)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def make_images(
+    folder: str | os.PathLike[str],
+    n: int = 8,
+    size: int = 32,
+    classes: Sequence[str] | None = None,
+    seed: int = 0,
+) -> list[Path]:
+    """Write ``n`` random PNGs (into one sub-folder per class when ``classes`` is given)."""
+    rng = np.random.default_rng(seed)
+    root = Path(folder)
+    paths = []
+    for i in range(n):
+        sub = root / classes[i % len(classes)] if classes else root
+        sub.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 255, size=(size, size, 3), dtype=np.uint8)
+        path = sub / f"img_{i:04d}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths
+
+
+def _to_tensor(image: Any, size: int) -> torch.Tensor:
+    from torchvision.transforms.functional import pil_to_tensor, resize
+
+    return resize(pil_to_tensor(image), [size, size], antialias=True).float() / 255.0
+
+
+class _Preprocess:
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        return _to_tensor(image, self.size)
+
+    def __repr__(self) -> str:
+        return f"FakePreprocess(size={self.size})"
+
+
+class FakeBackbone(Backbone):
+    """A seeded random linear map of 8×8 thumbnails: ``dim``-d features, optional head."""
+
+    def __init__(self, dim: int = 12, n_classes: int = 0, seed: int = 0, name: str = "fake") -> None:
+        gen = torch.Generator().manual_seed(seed)
+        head = nn.Linear(dim, n_classes) if n_classes else None
+        super().__init__(name, _Preprocess(8), head=head, input_size=(3, 8, 8))
+        self.proj = nn.Linear(3 * 8 * 8, dim)
+        with torch.no_grad():
+            self.proj.weight.copy_(torch.randn(dim, 192, generator=gen) / 8)
+            self.proj.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x.flatten(1))
+
+
+class FakeSpace(Space):
+    """A seeded random text-image space: images via a linear map, texts via hashed bag-of-characters."""
+
+    def __init__(self, dim: int = 6, seed: int = 1, name: str = "fake-space") -> None:
+        super().__init__(name, _Preprocess(8), dim, templates=["a photo of {}."], input_size=(3, 8, 8))
+        gen = torch.Generator().manual_seed(seed)
+        self.image_proj = nn.Linear(192, dim)
+        self.text_table = nn.Parameter(torch.randn(256, dim, generator=gen), requires_grad=False)
+        with torch.no_grad():
+            self.image_proj.weight.copy_(torch.randn(dim, 192, generator=gen) / 8)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.image_proj(images.flatten(1))
+
+    def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
+        rows = [self.text_table[torch.tensor([ord(c) % 256 for c in t] or [0])].mean(0) for t in texts]
+        return torch.stack(rows)
+
+
+def check_aligner(
+    aligner: Aligner, d: int = 16, D: int = 8, n: int = 600, seed: int = 0, orthogonal: bool = False
+) -> None:
+    """Assert the basic contract of an aligner kind on synthetic linear data (for plugin authors).
+
+    Checks: ``fit`` returns self and recovers a noiseless linear map (R² > 0.9 on new rows; with
+    ``orthogonal=True`` the true map is a scaled semi-orthogonal one, for constrained kinds);
+    ``transform`` is differentiable; unfitted use and wrong dimensions raise clear errors.
+    """
+    from .._exceptions import DimensionMismatchError, NotFittedError
+
+    gen = torch.Generator().manual_seed(seed)
+    W = torch.randn(d, D, generator=gen)
+    if orthogonal:
+        W = 2.0 * torch.linalg.svd(W, full_matrices=False)[0] @ torch.eye(D)
+    X = torch.randn(n, d, generator=gen)
+    Y = X @ W + 0.5
+    try:
+        aligner.transform(X[:2])
+        raise AssertionError("an unfitted aligner must raise NotFittedError")
+    except NotFittedError:
+        pass
+    assert aligner.fit(X, Y) is aligner, "fit must return self"
+    X_new = torch.randn(200, d, generator=gen)
+    r2 = aligner.score(X_new, X_new @ W + 0.5)
+    assert r2 > 0.9, f"held-out R² {r2:.3f} on a noiseless linear map"
+    x = X_new[:3].clone().requires_grad_(True)
+    aligner(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all(), "gradients must flow to the input"
+    try:
+        aligner.transform(torch.randn(2, d + 1))
+        raise AssertionError("wrong input dimension must raise DimensionMismatchError")
+    except DimensionMismatchError:
+        pass

@@ -1,0 +1,27 @@
+"""The concept world's models, registered through the same hooks as third-party plugins."""
+
+from __future__ import annotations
+
+from ..hookspecs import Register, hookimpl
+
+
+@hookimpl
+def register_backbones(register: Register) -> None:
+    from .adapters import WORLD_BACKBONES, world_backbone_factory
+
+    for name, description in WORLD_BACKBONES.items():
+        register(name, world_backbone_factory(name), description=description)
+
+
+@hookimpl
+def register_spaces(register: Register) -> None:
+    from .adapters import world_clip_space
+
+    register("world-clip", world_clip_space, description="the concept world's tiny CLIP (offline)")
+
+
+@hookimpl
+def register_concept_vocabularies(register: Register) -> None:
+    from .adapters import world_vocabulary
+
+    register("world", world_vocabulary, description="every factor word of the concept world")

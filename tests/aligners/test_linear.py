@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from t2c_captum import (
+    CheckpointFormatError,
+    DataError,
+    DimensionMismatchError,
+    IncompatibleArtifactError,
+    LinearAligner,
+    NotFittedError,
+    SGDAligner,
+    load_aligner,
+)
+from t2c_captum.testing import FakeBackbone, FakeSpace, check_aligner
+
+
+def _data(n=3000, d=40, D=12, noise=0.1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=g) * torch.linspace(0.1, 3, d) + 5
+    W = torch.randn(d, D, generator=g)
+    Y = X @ W + 1.5 + noise * torch.randn(n, D, generator=g)
+    return X, Y, W
+
+
+def test_recovers_known_linear_map():
+    X, Y, W = _data(noise=0.0)
+    aligner = LinearAligner(alpha=0.0).fit(X, Y)
+    torch.testing.assert_close(aligner.weight_.T, W, atol=2e-3, rtol=1e-3)
+    assert aligner.bias_.shape == (12,)
+    assert aligner.score(X, Y) > 0.9999
+
+
+def test_partial_fit_over_batches_equals_one_fit():
+    X, Y, _ = _data()
+    whole = LinearAligner().fit(X, Y)
+    streamed = LinearAligner()
+    for start in range(0, len(X), 377):
+        streamed.partial_fit(X[start : start + 377], Y[start : start + 377])
+    torch.testing.assert_close(streamed.transform(X), whole.transform(X), atol=1e-5, rtol=1e-5)
+    assert streamed.fit_stats_["alpha"] == whole.fit_stats_["alpha"]
+
+
+def test_holdout_r2_from_statistics_matches_direct_evaluation():
+    X, Y, _ = _data(noise=2.0)
+    aligner = LinearAligner().fit(X, Y)
+    held = aligner.holdout(torch.arange(len(X)))
+    assert 200 < int(held.sum()) < 400  # about 10%
+    direct = aligner.evaluate(X[held], Y[held]).r2
+    assert aligner.fit_stats_["holdout_r2_from_stats"] == pytest.approx(direct, abs=1e-6)
+
+
+def test_alpha_is_chosen_larger_when_data_is_scarce_and_noisy():
+    X, Y, _ = _data(n=120, d=80, noise=5.0)
+    noisy = LinearAligner(validation_fraction=0.3).fit(X, Y)
+    X2, Y2, _ = _data(n=5000, d=80, noise=0.01)
+    clean = LinearAligner().fit(X2, Y2)
+    assert noisy.fit_stats_["alpha"] > clean.fit_stats_["alpha"]
+
+
+def test_contract_helper_passes_for_builtin_kinds():
+    check_aligner(LinearAligner())
+    check_aligner(SGDAligner(epochs=30))
+
+
+def test_sgd_recipe_reaches_reasonable_r2():
+    X, Y, _ = _data(n=4000, noise=0.5)
+    aligner = SGDAligner().fit(X, Y)
+    held = aligner.holdout(torch.arange(len(X)))
+    assert aligner.evaluate(X[held], Y[held]).r2 > 0.9
+    assert len(aligner.fit_stats_["epoch_losses"]) == 5
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(NotFittedError, match="fit"):
+        LinearAligner().transform(torch.randn(2, 3))
+    X, Y, _ = _data(n=100)
+    bad = X.clone()
+    bad[3, 2] = float("nan")
+    with pytest.raises(DataError, match="NaN/Inf"):
+        LinearAligner().fit(bad, Y)
+    with pytest.raises(DimensionMismatchError, match="rows"):
+        LinearAligner().fit(X, Y[:50])
+    aligner = LinearAligner().fit(X, Y)
+    with pytest.raises(DimensionMismatchError, match="40-d"):
+        aligner.transform(torch.randn(2, 7))
+    with pytest.raises(DimensionMismatchError):
+        aligner.partial_fit(torch.randn(4, 7), torch.randn(4, 12))
+
+
+def test_gradients_flow_through_the_aligner():
+    X, Y, W = _data(noise=0.0)
+    aligner = LinearAligner(alpha=0.0).fit(X, Y)
+    x = X[:1].clone().requires_grad_(True)
+    aligner(x)[0, 0].backward()
+    torch.testing.assert_close(x.grad[0], W[:, 0], atol=2e-3, rtol=1e-3)
+
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    X, Y, _ = _data()
+    aligner = LinearAligner().fit(X, Y)
+    aligner.source_ = FakeBackbone(dim=40).identity
+    aligner.target_ = FakeSpace(dim=12).identity
+    path = aligner.save(tmp_path / "a")
+    assert path.name == "a.json" and (tmp_path / "a.safetensors").is_file()
+    for spec in (tmp_path / "a", path, tmp_path / "a.safetensors"):
+        loaded = load_aligner(spec)
+        assert torch.equal(loaded.transform(X), aligner.transform(X))
+        assert loaded.fit_stats_["alpha"] == aligner.fit_stats_["alpha"]
+        assert isinstance(loaded, LinearAligner)
+    sgd = SGDAligner(epochs=1).fit(X, Y)
+    sgd.save(tmp_path / "folder")
+    assert isinstance(load_aligner(tmp_path / "folder"), SGDAligner)
+
+
+def test_load_checks_backbone_and_space(tmp_path):
+    X, Y, _ = _data(d=12, D=6)
+    aligner = LinearAligner().fit(X, Y)
+    aligner.source_ = FakeBackbone(dim=12, name="fake-a").identity
+    aligner.target_ = FakeSpace(dim=6).identity
+    aligner.save(tmp_path / "a")
+    load_aligner(tmp_path / "a", backbone=FakeBackbone(dim=12, name="fake-a"), space=FakeSpace(dim=6))
+    with pytest.raises(IncompatibleArtifactError, match=r"backbone.id: saved 'fake-a', given 'fake-b'"):
+        load_aligner(tmp_path / "a", backbone=FakeBackbone(dim=12, name="fake-b"))
+    with pytest.raises(IncompatibleArtifactError, match="embed_dim"):
+        load_aligner(tmp_path / "a", space=FakeSpace(dim=8))
+
+
+def test_non_safetensors_and_corrupt_artifacts_are_refused(tmp_path):
+    X, Y, _ = _data(n=100)
+    LinearAligner().fit(X, Y).save(tmp_path / "a")
+    (tmp_path / "a.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointFormatError, match="safetensors"):
+        load_aligner(tmp_path / "a")
+    with pytest.raises(CheckpointFormatError, match="no aligner metadata"):
+        load_aligner(tmp_path / "missing")
+    (tmp_path / "b.json").write_text("{not json")
+    with pytest.raises(CheckpointFormatError, match="not valid JSON"):
+        load_aligner(tmp_path / "b")
+
+
+def test_accepts_numpy_inputs():
+    X, Y, _ = _data(n=200)
+    aligner = LinearAligner().fit(X.numpy(), Y.numpy().astype(np.float64))
+    assert aligner.transform(X.numpy()).shape == (200, 12)
+
+
+def test_merged_worker_statistics_equal_one_pass():
+    from t2c_captum.aligners import SufficientStats
+
+    X, Y, _ = _data(n=1000)
+    whole = SufficientStats(40, 12)
+    whole.update(X, Y)
+    a, b = SufficientStats(40, 12), SufficientStats(40, 12)
+    a.update(X[:300], Y[:300])
+    b.update(X[300:] * 1.0, Y[300:])
+    merged = SufficientStats(40, 12).merge(a).merge(b)
+    for m, w in zip(merged.centered(whole.mean_x, whole.mean_y), whole.centered(whole.mean_x, whole.mean_y)):
+        torch.testing.assert_close(m, w, rtol=1e-6, atol=1e-3)
+    torch.testing.assert_close(merged.mean_x, X.double().mean(0))
+
+
+def test_explicit_alpha_grid_and_fixed_alpha():
+    X, Y, _ = _data(n=800)
+    grid = LinearAligner(alphas=[1e-3, 1.0]).fit(X, Y)
+    assert [a for a, _ in grid.fit_stats_["alpha_path"]] == [1e-3, 1.0]
+    fixed = LinearAligner(alpha=0.5).fit(X, Y)
+    assert fixed.fit_stats_["alpha"] == 0.5 and len(fixed.fit_stats_["alpha_path"]) == 1

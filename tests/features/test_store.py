@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from t2c_captum import DataError, FeatureStore, extract_features
+from t2c_captum.testing import FakeBackbone, FakeSpace, make_images
+
+
+class CountingBackbone(FakeBackbone):
+    """Counts images it sees; can be told to fail after some calls."""
+
+    def __init__(self, fail_after=None):
+        super().__init__(dim=5)
+        self.seen = 0
+        self.fail_after = fail_after
+        self._feature_dim = 5  # skip the probing forward pass, so `seen` counts real images
+
+    def forward(self, x):
+        if self.fail_after is not None and self.seen >= self.fail_after:
+            raise RuntimeError("simulated crash")
+        self.seen += x.shape[0]
+        return super().forward(x)
+
+
+def test_extract_once_then_reuse(tmp_path, labelled_images):
+    bb, space = CountingBackbone(), FakeSpace()
+    store = extract_features(
+        labelled_images,
+        {"source": bb, "target": space},
+        store=tmp_path / "s",
+        batch_size=5,
+        shard_size=10,
+        progress=False,
+    )
+    assert len(store) == 24 and store.complete and bb.seen == 24
+    data = store.load()
+    assert data["source"].shape == (24, 5) and data["target"].shape == (24, 6)
+    assert data["indices"].tolist() == list(range(24))
+    assert store.class_names == ["cat", "dog", "fox"]
+    again = extract_features(
+        labelled_images,
+        {"source": bb, "target": space},
+        store=tmp_path / "s",
+        batch_size=5,
+        shard_size=10,
+        progress=False,
+    )
+    assert bb.seen == 24 and torch.equal(again.load()["source"], data["source"])
+
+
+def test_each_image_decoded_once_for_both_encoders(tmp_path, labelled_images, monkeypatch):
+    from t2c_captum.data import sources
+
+    calls = []
+    original = sources._to_pil
+    monkeypatch.setattr(sources, "_to_pil", lambda obj: calls.append(obj) or original(obj))
+    extract_features(
+        labelled_images,
+        {"source": FakeBackbone(), "target": FakeSpace()},
+        store=tmp_path / "s",
+        progress=False,
+    )
+    assert len(calls) == 24
+
+
+def test_interrupted_run_resumes_without_redoing_finished_shards(tmp_path, labelled_images):
+    crashing = CountingBackbone(fail_after=10)
+    with pytest.raises(RuntimeError, match="simulated"):
+        extract_features(
+            labelled_images,
+            {"source": crashing, "target": FakeSpace()},
+            store=tmp_path / "s",
+            batch_size=5,
+            shard_size=10,
+            progress=False,
+        )
+    partial = FeatureStore(tmp_path / "s")
+    assert len(partial) == 10 and not partial.complete
+    resumed = CountingBackbone()
+    store = extract_features(
+        labelled_images,
+        {"source": resumed, "target": FakeSpace()},
+        store=tmp_path / "s",
+        batch_size=5,
+        shard_size=10,
+        progress=False,
+    )
+    assert resumed.seen == 14 and len(store) == 24 and store.complete
+
+
+def test_changed_preprocessing_or_model_gets_a_new_store(labelled_images):
+    a = extract_features(
+        labelled_images, {"source": FakeBackbone(dim=5), "target": FakeSpace()}, progress=False
+    )
+    b = extract_features(
+        labelled_images, {"source": FakeBackbone(dim=7), "target": FakeSpace()}, progress=False
+    )
+    assert a.path != b.path and b.dim("source") == 7
+
+
+def test_nan_features_stop_with_a_clear_error_and_keep_finished_shards(tmp_path, labelled_images):
+    class NaNAfter(FakeBackbone):
+        calls = 0
+
+        def forward(self, x):
+            NaNAfter.calls += 1
+            out = super().forward(x)
+            return out * float("nan") if NaNAfter.calls > 2 else out
+
+    backbone = NaNAfter(dim=5)
+    backbone._feature_dim = 5  # no probing forward pass: calls count batches
+    with pytest.raises(DataError, match="NaN/Inf"):
+        extract_features(
+            labelled_images,
+            {"source": backbone, "target": FakeSpace()},
+            store=tmp_path / "s",
+            batch_size=5,
+            shard_size=10,
+            progress=False,
+        )
+    assert len(FeatureStore(tmp_path / "s")) == 10
+
+
+def test_unreadable_images_are_counted_in_the_store(tmp_path):
+    make_images(tmp_path / "imgs", n=6)
+    (tmp_path / "imgs" / "zzz.png").write_bytes(b"broken")
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        store = extract_features(
+            tmp_path / "imgs",
+            {"source": FakeBackbone(), "target": FakeSpace()},
+            store=tmp_path / "s",
+            progress=False,
+        )
+    assert len(store) == 6 and store.skipped == [6]
+
+
+def test_not_a_store(tmp_path):
+    with pytest.raises(DataError, match="not a feature store"):
+        FeatureStore(tmp_path)
