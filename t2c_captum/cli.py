@@ -25,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console() if sys.stdout.isatty() else Console(width=120)  # logs and pipes: no wrapping
 
 DataOpt = Annotated[
     str,

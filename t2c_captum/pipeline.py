@@ -179,6 +179,8 @@ def evaluate_store(
     split: str = "eval",
     holdout_only: bool = False,
     task: LabelTask | None = None,
+    source_key: str = "source",
+    target_key: str = "target",
 ) -> EvalReport:
     """Alignment and classification figures on a store (only held-out rows if ``holdout_only``).
 
@@ -190,8 +192,8 @@ def evaluate_store(
     by_index = torch.as_tensor(task.labels, dtype=torch.long) if task is not None else None
     acc = _Accumulator()
     device: torch.device = aligner.weight_.device
-    for shard in store.iter_shards(["source", "target"]):
-        x, y, labels = shard["source"], shard["target"], shard["labels"]
+    for shard in store.iter_shards([source_key, target_key]):
+        x, y, labels = shard[source_key], shard[target_key], shard["labels"]
         if by_index is not None:
             labels = by_index[shard["indices"]]
         if holdout_only:
@@ -214,11 +216,13 @@ def evaluate_store(
     return EvalReport(split, acc.metrics(), zero_shot, task_name)
 
 
-def fit_from_store(store: FeatureStore, aligner: Aligner, *, progress: bool = False) -> Aligner:
+def fit_from_store(
+    store: FeatureStore, aligner: Aligner, *, source_key: str = "source", target_key: str = "target"
+) -> Aligner:
     """Stream a store's shards into ``aligner.partial_fit`` (held-out rows are set aside by index)."""
-    for shard in store.iter_shards(["source", "target"]):
+    for shard in store.iter_shards([source_key, target_key]):
         if shard["indices"].numel():
-            aligner.partial_fit(shard["source"], shard["target"], shard["indices"])
+            aligner.partial_fit(shard[source_key], shard[target_key], shard["indices"])
     aligner._ensure_solved()
     return aligner
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ._exceptions import DuplicateNameError, UnknownNameError
 
@@ -92,3 +92,31 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {len(self)} entries)"
+
+
+def find_factory(registry: Registry[Any], spec: str, hub_family: str) -> tuple[Any, dict[str, Any]] | None:
+    """Resolve ``spec`` to ``(factory, extra options)``: a registered name, ``FAMILY:MODEL`` where
+    ``FAMILY`` is registered, or ``hf-hub:...`` (given to ``hub_family``); ``None`` if none applies."""
+    if spec in registry:
+        return registry.get(spec), {}
+    family, sep, model = spec.partition(":")
+    if spec.startswith("hf-hub:"):
+        family, model = hub_family, spec
+    if sep and family in registry:
+        return registry.get(family), {"model": model}
+    return None
+
+
+def build_part(factory: Any, spec: str, options: dict[str, Any], expected: type, kind: str) -> Any:
+    """Call a registered factory and check that it returned an ``expected`` instance."""
+    from ._exceptions import T2CError
+
+    try:
+        part = factory(**options)
+    except TypeError as exc:
+        raise T2CError(f"{kind} {spec!r} does not accept the options {sorted(options)}: {exc}") from exc
+    if not isinstance(part, expected):
+        raise T2CError(
+            f"the {kind} factory for {spec!r} returned {type(part).__name__}, not a {expected.__name__}"
+        )
+    return part

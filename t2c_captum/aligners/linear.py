@@ -85,9 +85,9 @@ class SufficientStats:
         if self.n == 0:
             self.shift_x, self.shift_y = other.shift_x.clone(), other.shift_y.clone()
         dx, dy = other.shift_x - self.shift_x, other.shift_y - self.shift_y
-        n = other.n
-        self.sxx += other.sxx + torch.outer(other.sx, dx) + torch.outer(dx, other.sx) + n * torch.outer(dx, dx)
-        self.sxy += other.sxy + torch.outer(other.sx, dy) + torch.outer(dx, other.sy) + n * torch.outer(dx, dy)
+        n, outer = other.n, torch.outer
+        self.sxx += other.sxx + outer(other.sx, dx) + outer(dx, other.sx) + n * outer(dx, dx)
+        self.sxy += other.sxy + outer(other.sx, dy) + outer(dx, other.sy) + n * outer(dx, dy)
         self.syy += other.syy + 2 * dy * other.sy + n * dy * dy
         self.sx += other.sx + n * dx
         self.sy += other.sy + n * dy

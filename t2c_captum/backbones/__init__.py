@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._exceptions import T2CError, UnknownNameError
+from .._exceptions import UnknownNameError
+from ..registry import build_part, find_factory
 from .adapters import (
     TimmBackbone,
     load_weights,
@@ -48,32 +49,20 @@ def load_backbone(spec: str | Backbone, **options: Any) -> Backbone:
 
     registry = get_registries().backbones
     options = {k: v for k, v in options.items() if v is not None}
-    if spec in registry:
-        return _build(registry.get(spec), spec, options)
-    family, sep, model = spec.partition(":")
-    if spec.startswith("hf-hub:"):
-        family, model = "timm", spec
-    if sep and family in registry:
-        return _build(registry.get(family), spec, {"model": model, **options})
-    import timm
-    import torchvision
+    found = find_factory(registry, spec, hub_family="timm")
+    if found is None:
+        import timm
+        import torchvision
 
-    if timm.is_model(spec.split(".")[0]):
-        return _build(registry.get("timm"), spec, {"model": spec, **options})
-    tv_models = torchvision.models.list_models(module=torchvision.models)
-    if spec in tv_models:
-        return _build(registry.get("torchvision"), spec, {"model": spec, **options})
-    known = list(registry) + [f"timm:{m}" for m in timm.list_models()] + tv_models
-    raise UnknownNameError(
-        "backbone", spec, known, "Use 'timm:NAME', 'torchvision:NAME' or 'hf-hub:ORG/REPO'."
-    )
-
-
-def _build(factory: Any, spec: str, options: dict[str, Any]) -> Backbone:
-    try:
-        backbone = factory(**options)
-    except TypeError as exc:
-        raise T2CError(f"backbone {spec!r} does not accept these options {sorted(options)}: {exc}") from exc
-    if not isinstance(backbone, Backbone):
-        raise T2CError(f"backbone factory for {spec!r} returned {type(backbone).__name__}, not a Backbone")
-    return backbone
+        tv_models = torchvision.models.list_models(module=torchvision.models)
+        if timm.is_model(spec.split(".")[0]):
+            found = registry.get("timm"), {"model": spec}
+        elif spec in tv_models:
+            found = registry.get("torchvision"), {"model": spec}
+        else:
+            known = list(registry) + [f"timm:{m}" for m in timm.list_models()] + tv_models
+            raise UnknownNameError(
+                "backbone", spec, known, "Use 'timm:NAME', 'torchvision:NAME' or 'hf-hub:ORG/REPO'."
+            )
+    factory, extra = found
+    return build_part(factory, spec, {**extra, **options}, Backbone, "backbone")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._exceptions import T2CError, UnknownNameError
+from .._exceptions import UnknownNameError
+from ..registry import build_part, find_factory
 from .base import Space, format_prompts
 from .open_clip_space import (
     OpenClipSpace,
@@ -36,26 +37,13 @@ def load_space(spec: str | Space, **options: Any) -> Space:
 
     registry = get_registries().spaces
     options = {k: v for k, v in options.items() if v is not None}
-    if spec in registry:
-        return _build(registry.get(spec), spec, options)
-    family, sep, model = spec.partition(":")
-    if spec.startswith("hf-hub:"):
-        family, model = "open_clip", spec
-    if sep and family in registry:
-        return _build(registry.get(family), spec, {"model": model, **options})
-    import open_clip
+    found = find_factory(registry, spec, hub_family="open_clip")
+    if found is None:
+        import open_clip
 
-    if spec.partition("@")[0] in open_clip.list_models():
-        return _build(registry.get("open_clip"), spec, {"model": spec, **options})
-    known = list(registry) + [f"open_clip:{m}" for m in open_clip.list_models()]
-    raise UnknownNameError("space", spec, known, "Use 'open_clip:ARCH@TAG' or 'hf-hub:ORG/REPO'.")
-
-
-def _build(factory: Any, spec: str, options: dict[str, Any]) -> Space:
-    try:
-        space = factory(**options)
-    except TypeError as exc:
-        raise T2CError(f"space {spec!r} does not accept options {sorted(options)}: {exc}") from exc
-    if not isinstance(space, Space):
-        raise T2CError(f"space factory for {spec!r} returned {type(space).__name__}, not a Space")
-    return space
+        if spec.partition("@")[0] not in open_clip.list_models():
+            known = list(registry) + [f"open_clip:{m}" for m in open_clip.list_models()]
+            raise UnknownNameError("space", spec, known, "Use 'open_clip:ARCH@TAG' or 'hf-hub:ORG/REPO'.")
+        found = registry.get("open_clip"), {"model": spec}
+    factory, extra = found
+    return build_part(factory, spec, {**extra, **options}, Space, "space")

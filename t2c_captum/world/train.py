@@ -54,10 +54,11 @@ class TrainSettings:
     batch_size: int = 128
     clip_steps: int = 1800
     clip_lr: float = 2e-3
-    cnn_steps: int = 500
+    cnn_steps: int = 300
     cnn_lr: float = 3e-3
-    ae_steps: int = 700
+    ae_steps: int = 450
     ae_lr: float = 2e-3
+    ae_saturation_gain: float = 20.0
     weight_decay: float = 0.05
     warmup: int = 100
     max_shift: int = 3
@@ -123,6 +124,27 @@ def batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[Tensor]:
             yield perm[start : start + batch_size]
 
 
+def hard_negative_batches(
+    groupings: list[np.ndarray], batch_size: int, gen: torch.Generator
+) -> Iterator[Tensor]:
+    """Endless batches: half random images, half from one group of a random grouping.
+
+    Images in one group share e.g. colour and background, so telling their captions apart
+    needs the remaining factors (shape, pattern): contrastive training cannot ignore them.
+    """
+    n = len(groupings[0])
+    members = [
+        [torch.from_numpy(np.flatnonzero(keys == g)) for g in np.unique(keys)] for keys in groupings
+    ]
+    half = batch_size // 2
+    while True:
+        groups = members[int(torch.randint(len(members), (1,), generator=gen))]
+        group = groups[int(torch.randint(len(groups), (1,), generator=gen))]
+        chosen = group[torch.randperm(len(group), generator=gen)[:half]]
+        rest = torch.randint(0, n, (batch_size - len(chosen),), generator=gen)
+        yield torch.unique(torch.cat([chosen, rest]))
+
+
 def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
     """Linear warm-up then cosine decay to 0."""
     if step < warmup:
@@ -139,13 +161,15 @@ def run_steps(
     lr: float,
     cfg: TrainSettings,
     name: str,
+    sampler: Iterator[Tensor] | None = None,
 ) -> float:
     """Optimise ``loss_fn(batch_indices)`` with AdamW + cosine LR; returns the last loss."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
+    sampler = sampler or batches(n, min(cfg.batch_size, n), gen)
     model.train()
     start, loss_value = time.time(), float("nan")
-    for step, idx in zip(range(steps), batches(n, min(cfg.batch_size, n), gen), strict=False):
+    for step, idx in zip(range(steps), sampler, strict=False):
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, steps, lr, cfg.warmup)
         loss = loss_fn(idx)
@@ -172,12 +196,18 @@ def caption_vocabulary(samples: list[Sample]) -> tuple[Tensor, Tensor]:
     return ids, vocab
 
 
+def factor_keys(samples: list[Sample], factors: tuple[str, ...]) -> np.ndarray:
+    """One integer group id per sample for the combination of ``factors``."""
+    combos = [tuple(s.value(f) for f in factors) for s in samples]
+    index = {c: i for i, c in enumerate(sorted(set(combos)))}
+    return np.array([index[c] for c in combos])
+
+
 def train_clip(images: Tensor, samples: list[Sample], cfg: TrainSettings) -> TinyCLIP:
     """Contrastive training on (image, random caption) pairs."""
     tokens, vocab = caption_vocabulary(samples)
     model = TinyCLIP(vocab, **cfg.clip_hparams)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    labels = torch.arange(cfg.batch_size)
 
     def loss_fn(idx: Tensor) -> Tensor:
         pick = torch.randint(0, tokens.shape[1], (len(idx),), generator=gen)
@@ -185,10 +215,13 @@ def train_clip(images: Tensor, samples: list[Sample], cfg: TrainSettings) -> Tin
         ids = ids[:, : int((ids != 0).sum(1).max())]
         x = random_shift(normalise(images[idx]), cfg.max_shift, gen)
         logits = model(x, ids)
-        target = labels[: len(idx)]
+        target = torch.arange(len(idx))
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
 
-    run_steps(model, loss_fn, len(samples), cfg.clip_steps, cfg.clip_lr, cfg, "clip")
+    groupings = [factor_keys(samples, ("colour", "background")),
+                 factor_keys(samples, ("colour", "size", "position"))]
+    sampler = hard_negative_batches(groupings, min(cfg.batch_size, len(samples)), gen)
+    run_steps(model, loss_fn, len(samples), cfg.clip_steps, cfg.clip_lr, cfg, "clip", sampler)
     return model
 
 
@@ -206,14 +239,26 @@ def train_cnn(images: Tensor, samples: list[Sample], cfg: TrainSettings) -> Shap
     return model
 
 
+def saturation_weights(x: Tensor, gain: float) -> Tensor:
+    """Per-pixel weights ``1 + gain * chroma`` of normalised images (label-free)."""
+    rgb = x * torch.tensor(WORLD_STD).view(1, 3, 1, 1) + torch.tensor(WORLD_MEAN).view(1, 3, 1, 1)
+    chroma = rgb.amax(dim=1, keepdim=True) - rgb.amin(dim=1, keepdim=True)
+    return 1.0 + gain * chroma
+
+
 def train_ae(images: Tensor, cfg: TrainSettings) -> AutoEncoder:
-    """Reconstruction-only training (no labels)."""
+    """Reconstruction-only training (no labels).
+
+    The squared error is weighted up on saturated pixels: the backgrounds are grey, so this
+    keeps the small coloured objects (and their colour) from drowning in background texture.
+    """
     model = AutoEncoder(**cfg.ae_hparams)
     gen = torch.Generator().manual_seed(cfg.seed + 3)
 
     def loss_fn(idx: Tensor) -> Tensor:
         x = random_shift(normalise(images[idx]), cfg.max_shift, gen)
-        return F.mse_loss(model(x), x)
+        weights = saturation_weights(x, cfg.ae_saturation_gain)
+        return (weights * (model(x) - x) ** 2).mean()
 
     run_steps(model, loss_fn, len(images), cfg.ae_steps, cfg.ae_lr, cfg, "ae")
     return model
