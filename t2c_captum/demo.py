@@ -31,13 +31,19 @@ def _acceptance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 return float(r.get(key, float("nan")))
         return float("nan")
 
-    cnn_gap = get("world-cnn", "shape", "own_head_top1") - get("world-cnn", "shape", "aligned_top1")
+    head, clip = get("world-cnn", "shape", "own_head_top1"), get("world-cnn", "shape", "space_top1")
+    cnn_shape = get("world-cnn", "shape", "aligned_top1")
     ae_gap = get("world-ae", "colour", "space_top1") - get("world-ae", "colour", "aligned_top1")
     return [
         {
             "check": "world-cnn aligned shape within 5 pts of its own head",
-            "gap_pts": 100 * cnn_gap,
-            "passed": cnn_gap <= 0.05,
+            "gap_pts": 100 * (head - cnn_shape),
+            "passed": head - cnn_shape <= 0.05,
+        },
+        {
+            "check": "world-cnn aligned shape within 5 pts of min(own head, tiny CLIP) (text-side bound)",
+            "gap_pts": 100 * (min(head, clip) - cnn_shape),
+            "passed": min(head, clip) - cnn_shape <= 0.05,
         },
         {
             "check": "world-ae aligned colour within 10 pts of the tiny CLIP",

@@ -147,6 +147,8 @@ class TinyCLIP(nn.Module):
         context_length: tokens per text (longer texts are truncated).
     """
 
+    vocab_ids: Tensor
+
     def __init__(
         self,
         vocab_ids: Sequence[int] | Tensor,

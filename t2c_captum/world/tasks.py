@@ -168,7 +168,8 @@ class RetrievalQuery:
 def parse_query(text: str) -> RetrievalQuery:
     """Parse ``"red" & "circle" & ~"striped background"`` into a :class:`RetrievalQuery`."""
     parts = [p.strip() for p in text.split("&")]
-    positive, negative = [], []
+    positive: list[Condition] = []
+    negative: list[Condition] = []
     for part in parts:
         match = re.fullmatch(r'(~?)\s*"([^"]+)"', part)
         if not match:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,11 +53,12 @@ class TrainSettings:
     n_test: int = 2000
     n_compositional: int = 1000
     batch_size: int = 128
-    clip_steps: int = 1800
+    clip_steps: int = 2100
     clip_lr: float = 2e-3
+    group_fraction: float = 0.625
     cnn_steps: int = 300
     cnn_lr: float = 3e-3
-    ae_steps: int = 450
+    ae_steps: int = 400
     ae_lr: float = 2e-3
     ae_saturation_gain: float = 20.0
     weight_decay: float = 0.05
@@ -125,9 +127,9 @@ def batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[Tensor]:
 
 
 def hard_negative_batches(
-    groupings: list[np.ndarray], batch_size: int, gen: torch.Generator
+    groupings: list[np.ndarray], batch_size: int, gen: torch.Generator, fraction: float = 0.5
 ) -> Iterator[Tensor]:
-    """Endless batches: half random images, half from one group of a random grouping.
+    """Endless batches: ``fraction`` from one group of a random grouping, the rest random.
 
     Images in one group share e.g. colour and background, so telling their captions apart
     needs the remaining factors (shape, pattern): contrastive training cannot ignore them.
@@ -136,7 +138,7 @@ def hard_negative_batches(
     members = [
         [torch.from_numpy(np.flatnonzero(keys == g)) for g in np.unique(keys)] for keys in groupings
     ]
-    half = batch_size // 2
+    half = int(batch_size * fraction)
     while True:
         groups = members[int(torch.randint(len(members), (1,), generator=gen))]
         group = groups[int(torch.randint(len(groups), (1,), generator=gen))]
@@ -219,8 +221,10 @@ def train_clip(images: Tensor, samples: list[Sample], cfg: TrainSettings) -> Tin
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
 
     groupings = [factor_keys(samples, ("colour", "background")),
-                 factor_keys(samples, ("colour", "size", "position"))]
-    sampler = hard_negative_batches(groupings, min(cfg.batch_size, len(samples)), gen)
+                 factor_keys(samples, ("colour", "size", "position")),
+                 factor_keys(samples, ("pattern", "background"))]
+    batch = min(cfg.batch_size, len(samples))
+    sampler = hard_negative_batches(groupings, batch, gen, cfg.group_fraction)
     run_steps(model, loss_fn, len(samples), cfg.clip_steps, cfg.clip_lr, cfg, "clip", sampler)
     return model
 
@@ -307,7 +311,7 @@ def probe_accuracy(train_x: Tensor, train_s: list, test_x: Tensor, test_s: list)
     return out
 
 
-def calibrate(models: dict[str, nn.Module], data: dict[str, tuple[Tensor, list]]) -> dict:
+def calibrate(models: dict[str, Any], data: dict[str, tuple[Tensor, list]]) -> dict:
     """All calibration figures: CLIP zero-shot, ShapeCNN head, linear probes."""
     clip, cnn, ae = models["world-clip"], models["world-cnn"], models["world-ae"]
     cal: dict = {"world-clip": {}, "world-cnn": {}, "world-ae": {}}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from t2c_captum.world.generator import FACTORS, SYNONYMS, check_factor
 
@@ -63,7 +64,7 @@ def class_prompts(factor: str, templates: Sequence[str] | None = None) -> dict[s
 
 
 @torch.no_grad()
-def zero_shot_weights(model: nn.Module, factor: str) -> Tensor:
+def zero_shot_weights(model: Any, factor: str) -> Tensor:
     """Unit-norm class embeddings ``[n_classes, D]`` (mean of normalised prompt embeddings).
 
     Args:

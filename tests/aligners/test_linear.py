@@ -157,7 +157,10 @@ def test_merged_worker_statistics_equal_one_pass():
     a.update(X[:300], Y[:300])
     b.update(X[300:] * 1.0, Y[300:])
     merged = SufficientStats(40, 12).merge(a).merge(b)
-    for m, w in zip(merged.centered(whole.mean_x, whole.mean_y), whole.centered(whole.mean_x, whole.mean_y)):
+    pairs = zip(
+        merged.centered(whole.mean_x, whole.mean_y), whole.centered(whole.mean_x, whole.mean_y), strict=True
+    )
+    for m, w in pairs:
         torch.testing.assert_close(m, w, rtol=1e-6, atol=1e-3)
     torch.testing.assert_close(merged.mean_x, X.double().mean(0))
 

@@ -138,3 +138,13 @@ def test_unreadable_images_are_counted_in_the_store(tmp_path):
 def test_not_a_store(tmp_path):
     with pytest.raises(DataError, match="not a feature store"):
         FeatureStore(tmp_path)
+
+
+def test_worker_processes_give_the_same_features(tmp_path, labelled_images):
+    encoders = {"source": FakeBackbone(dim=5), "target": FakeSpace()}
+    serial = extract_features(labelled_images, encoders, store=tmp_path / "a", progress=False).load()
+    parallel = extract_features(
+        labelled_images, encoders, store=tmp_path / "b", num_workers=2, batch_size=4, progress=False
+    ).load()
+    assert torch.equal(serial["source"], parallel["source"])
+    assert torch.equal(serial["indices"], parallel["indices"])

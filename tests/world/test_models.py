@@ -68,7 +68,7 @@ def test_shape_cnn_head_predicts_shapes():
 def test_world_transform_matches_training_normalisation():
     image = render(make_split("val", 1)[0])
     a = world_transform()(image)
-    b = normalise(torch.from_numpy(np.asarray(image)).permute(2, 0, 1)[None])[0]
+    b = normalise(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None])[0]
     assert torch.allclose(a, b, atol=1e-5)
     big = image.resize((224, 224))
     assert world_transform()(big).shape == (3, 64, 64)
@@ -102,7 +102,7 @@ def test_missing_weights_file(tmp_path):
 def test_corrupt_weights_file(tmp_path):
     _copy_weights(tmp_path, "world-cnn")
     (tmp_path / "world-cnn.safetensors").write_bytes(b"\xff" * 64)
-    with pytest.raises(WorldError, match="not valid safetensors.*" + REGENERATE_COMMAND):
+    with pytest.raises(WorldError, match="(?s)not valid safetensors.*" + REGENERATE_COMMAND):
         load_world_model("world-cnn", tmp_path)
 
 
@@ -111,12 +111,12 @@ def test_weights_with_wrong_keys_or_shapes(tmp_path):
 
     _copy_weights(tmp_path, "world-cnn")
     save_file({"head.weight": torch.zeros(3, 3)}, str(tmp_path / "world-cnn.safetensors"))
-    with pytest.raises(WorldError, match="do not match.*" + REGENERATE_COMMAND):
+    with pytest.raises(WorldError, match="(?s)do not match.*" + REGENERATE_COMMAND):
         load_world_model("world-cnn", tmp_path)
 
 
 def test_corrupt_config(tmp_path):
     _copy_weights(tmp_path, "world-ae")
     (tmp_path / "world-ae.json").write_text("{not json")
-    with pytest.raises(WorldError, match="corrupted.*" + REGENERATE_COMMAND):
+    with pytest.raises(WorldError, match="(?s)corrupted.*" + REGENERATE_COMMAND):
         load_world_model("world-ae", tmp_path)
