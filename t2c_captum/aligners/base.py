@@ -16,16 +16,27 @@ from .._exceptions import DataError, DimensionMismatchError, NotFittedError
 
 __all__ = ["Aligner", "AlignmentMetrics", "holdout_mask", "r2_score"]
 
-_GOLDEN = 2654435761  # Knuth's multiplicative hash constant
+
+def _mix64(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a well-mixed 64-bit hash of each integer."""
+    with np.errstate(over="ignore"):
+        z = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
 
 
 def holdout_mask(indices: torch.Tensor | np.ndarray, fraction: float) -> torch.Tensor:
-    """Deterministic held-out split by dataset index: the same rows whatever the batch order."""
+    """Deterministic held-out split by dataset index: the same rows whatever the batch order.
+
+    Indices are hashed (splitmix64) so the held-out rows show no pattern a dataset's ordering could
+    correlate with.
+    """
     idx = torch.as_tensor(indices, dtype=torch.int64)
     if fraction <= 0:
         return torch.zeros(idx.shape, dtype=torch.bool)
-    hashed = (idx * _GOLDEN) % (2**32)
-    return hashed.to(torch.float64) / 2**32 < fraction
+    hashed = _mix64(idx.cpu().numpy()) >> np.uint64(11)  # top 53 bits: exact in float64
+    return torch.from_numpy(hashed.astype(np.float64) / float(2**53) < fraction)
 
 
 def r2_score(pred: torch.Tensor, target: torch.Tensor) -> float:
