@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -213,9 +213,7 @@ def list_parts() -> list[tuple[str, RegistryEntry[Any]]]:
     return [(kind, entry) for kind, reg in regs.all().items() for entry in reg.entries()]
 
 
-def _reset_for_tests(load: Callable[[], None] | None = None) -> None:
+def _reset_for_tests() -> None:
     """Forget the manager and registries (the next call rebuilds them)."""
     global _manager, _registries
     _manager, _registries = None, None
-    if load:
-        load()

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -39,13 +40,8 @@ def _to_pil(obj: Any) -> Image.Image:
         from torchvision.transforms.functional import to_pil_image
 
         return to_pil_image(obj).convert("RGB")
-    try:
-        import numpy as np
-
-        if isinstance(obj, np.ndarray):
-            return Image.fromarray(obj).convert("RGB")
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(obj, np.ndarray):
+        return Image.fromarray(obj).convert("RGB")
     raise DataError(f"cannot turn a {type(obj).__name__} into an image")
 
 
