@@ -31,10 +31,11 @@ def test_supervised_backbone_reaches_the_bound_set_by_its_head_and_the_clip(summ
     assert row["aligned_top1"] >= min(row["own_head_top1"], row["space_top1"]) - 0.05
 
 
-def test_label_free_autoencoder_names_colours_through_the_aligner(summary):
-    # it never saw a label; chance is 1/7
-    assert _row(summary, "world-ae", "colour")["aligned_top1"] > 0.5
-    assert _row(summary, "world-ae", "colour", "compositional")["aligned_top1"] > 0.5
+def test_label_free_autoencoder_names_colours_within_10_points_of_the_clip(summary):
+    # it never saw a label (chance is 1/7), yet through the aligner it nearly matches the CLIP
+    for split in ("test", "compositional"):
+        row = _row(summary, "world-ae", "colour", split)
+        assert row["aligned_top1"] >= row["space_top1"] - 0.10
 
 
 def test_aligned_features_carry_what_the_backbone_knows_and_not_more(summary):

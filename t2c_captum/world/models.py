@@ -248,17 +248,28 @@ class ShapeCNN(nn.Module):
 class AutoEncoder(nn.Module):
     """Conv autoencoder trained only on reconstruction; ``features`` is its latent vector.
 
+    The latent has a spatial part (a linear map of the flattened feature grid: where things are)
+    and, with ``pooled_dim > 0``, a pooled part (a linear map of the grid's max- and mean-pooled
+    channels: what is there, wherever it is). Both feed the decoder.
+
     Args:
-        latent_dim: size of the latent vector.
+        latent_dim: size of the latent vector (both parts).
         widths: channels of the encoder stages (the decoder mirrors them).
+        pooled_dim: size of the pooled part (0: spatial only).
     """
 
-    def __init__(self, latent_dim: int = 128, widths: Sequence[int] = (32, 64, 128, 128)) -> None:
+    def __init__(
+        self, latent_dim: int = 128, widths: Sequence[int] = (32, 64, 128, 128), pooled_dim: int = 0
+    ) -> None:
         super().__init__()
+        if not 0 <= pooled_dim < latent_dim:
+            raise ValueError("pooled_dim must be in [0, latent_dim)")
         self.trunk = ConvTrunk(widths)
         self.grid = 64 // 2 ** len(widths)
         flat = widths[-1] * self.grid**2
-        self.to_latent = nn.Linear(flat, latent_dim)
+        self.pooled_dim = pooled_dim
+        self.to_latent = nn.Linear(flat, latent_dim - pooled_dim)
+        self.to_pooled = nn.Linear(2 * widths[-1], pooled_dim) if pooled_dim else None
         self.from_latent = nn.Linear(latent_dim, flat)
         ups: list[nn.Module] = []
         chans = [*reversed(widths), 16]
@@ -266,11 +277,16 @@ class AutoEncoder(nn.Module):
             ups += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU(inplace=False)]
         ups.append(nn.Conv2d(16, 3, 3, padding=1))
         self.decoder = nn.Sequential(*ups)
-        self.hparams = {"latent_dim": latent_dim, "widths": list(widths)}
+        self.hparams = {"latent_dim": latent_dim, "widths": list(widths), "pooled_dim": pooled_dim}
 
     def features(self, x: Tensor) -> Tensor:
         """Latent vectors ``[N, latent_dim]``."""
-        return self.to_latent(self.trunk(x).flatten(1))
+        maps = self.trunk(x)
+        spatial = self.to_latent(maps.flatten(1))
+        if self.to_pooled is None:
+            return spatial
+        pooled = torch.cat([maps.amax(dim=(2, 3)), maps.mean(dim=(2, 3))], dim=1)
+        return torch.cat([spatial, self.to_pooled(pooled)], dim=1)
 
     def decode(self, latent: Tensor) -> Tensor:
         """Reconstructed normalised images ``[N, 3, 64, 64]``."""

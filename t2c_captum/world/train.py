@@ -58,7 +58,7 @@ class TrainSettings:
     group_fraction: float = 0.625
     cnn_steps: int = 300
     cnn_lr: float = 3e-3
-    ae_steps: int = 400
+    ae_steps: int = 700
     ae_lr: float = 2e-3
     ae_saturation_gain: float = 20.0
     weight_decay: float = 0.05
@@ -76,7 +76,7 @@ class TrainSettings:
         default_factory=lambda: {"widths": [32, 64, 128, 128], "extra": [], "feature_dim": 128}
     )
     ae_hparams: dict = field(
-        default_factory=lambda: {"latent_dim": 128, "widths": [24, 48, 96, 128]}
+        default_factory=lambda: {"latent_dim": 128, "widths": [24, 48, 96, 128], "pooled_dim": 64}
     )
 
     @classmethod
