@@ -31,12 +31,15 @@ from .aligners import (
     make_aligner,
 )
 from .backbones import Backbone, ModuleBackbone, load_backbone, module_backbone
-from .concepts import load_vocabulary
+from .cbm import CBMReport, ConceptBottleneck
+from .concepts import ConceptBank, concept_scores, load_vocabulary, summarize_scores, top_concepts
 from .data import ImageSource, open_source
 from .features import FeatureStore, extract_features
 from .hookspecs import hookimpl
 from .pipeline import EvalReport, FitReport, evaluate_store, fit_aligner, load_target
 from .plugins import get_plugin_manager, get_registries
+from .retrieval import RetrievalResult, Retriever, parse_query
+from .shift import ShiftReport, diagnose_shift, shift_report
 from .spaces import Space, load_space
 from .zeroshot import ZeroShotClassifier
 
@@ -44,6 +47,9 @@ __all__ = [
     "Aligner",
     "AlignmentMetrics",
     "Backbone",
+    "CBMReport",
+    "ConceptBank",
+    "ConceptBottleneck",
     "CheckpointFormatError",
     "DataError",
     "DimensionMismatchError",
@@ -57,13 +63,18 @@ __all__ = [
     "ModuleBackbone",
     "NotFittedError",
     "PluginError",
+    "RetrievalResult",
+    "Retriever",
     "SGDAligner",
+    "ShiftReport",
     "Space",
     "T2CError",
     "UnknownNameError",
     "WorldError",
     "ZeroShotClassifier",
     "__version__",
+    "concept_scores",
+    "diagnose_shift",
     "evaluate_store",
     "extract_features",
     "fit_aligner",
@@ -78,4 +89,8 @@ __all__ = [
     "make_aligner",
     "module_backbone",
     "open_source",
+    "parse_query",
+    "shift_report",
+    "summarize_scores",
+    "top_concepts",
 ]

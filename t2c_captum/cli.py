@@ -284,7 +284,7 @@ def classify_cmd(
     import torch
 
     from .concepts import load_vocabulary
-    from .data import from_paths, open_source
+    from .data import open_images
     from .spaces import imagenet_templates
     from .zeroshot import ZeroShotClassifier
 
@@ -300,8 +300,7 @@ def classify_cmd(
         tmpl = {"space": None, "imagenet": imagenet_templates(), "simple": imagenet_templates(True)}
         chosen = tmpl.get(templates, [templates])
         clf = ZeroShotClassifier(tg, names, chosen, aligner=al)
-        files = [p for p in images if Path(p).is_file() and not p.endswith((".csv", ".txt", ".tsv"))]
-        source = from_paths(files) if files and len(files) == len(images) else open_source(images[0])
+        source = open_images(images)
         rows: list[dict[str, Any]] = []
         for i in range(min(limit, len(source))):
             img, _ = source.load(i)
@@ -348,6 +347,20 @@ def demo_cmd(
         _fail(exc)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+def _register_commands() -> None:
+    import importlib
+    import pkgutil
+
+    from . import commands
+
+    for module in pkgutil.iter_modules(commands.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{commands.__name__}.{module.name}").register(app)
+
+
+_register_commands()
 
 
 def main() -> None:

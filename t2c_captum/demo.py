@@ -59,11 +59,14 @@ def run_demo(
     out: str | Path = "runs/demo",
     progress: bool = True,
     console: Console | None = None,
+    with_capabilities: bool = True,
 ) -> dict[str, Any]:
     """Fit ``world-cnn`` and ``world-ae`` → ``world-clip`` and evaluate them per factor.
 
-    Each split is decoded and encoded once for all three models. Returns a summary dict (also written
-    to ``OUT/summary.json``) and prints tables to ``console``.
+    Each split is decoded and encoded once for all three models. With ``with_capabilities`` the
+    capabilities built on the aligners (concept scores, CBM, shift diagnosis, retrieval, Captum maps)
+    are checked against the world's truth too. Returns a summary dict (also written to
+    ``OUT/summary.json``) and prints tables to ``console``.
     """
     from .world.adapters import world_source, world_task
 
@@ -107,10 +110,11 @@ def run_demo(
                 "fit_seconds": fit_seconds,
             }
         )
-    rows = []
+    rows, stores = [], {}
     for split in ("test", "compositional"):
         source = world_source(split, n=n_test, factor="shape")
         store = extract_features(source, encoders, store=cache / f"{split}-{n_test}", progress=progress)
+        stores[split] = (store, source)
         for name, backbone in backbones.items():
             for factor in DEMO_FACTORS:
                 report = evaluate_store(
@@ -124,10 +128,17 @@ def run_demo(
                     target_key=SPACE,
                 )
                 rows.append({"backbone": name, **report.as_dict()})
+    capabilities = []
+    if with_capabilities:
+        from ._demo_stages import capability_checks
+
+        test_store, test_source = stores["test"]
+        capabilities = capability_checks(space, backbones, aligners, train, test_store, test_source)
     summary = {
         "fits": fits,
         "evaluations": rows,
         "acceptance": _acceptance(rows),
+        "capabilities": capabilities,
         "seconds": time.perf_counter() - start,
     }
     atomic_write_json(out / "summary.json", summary)
@@ -173,4 +184,14 @@ def _print(console: Console, summary: dict[str, Any], out: Path) -> None:
     for a in summary["acceptance"]:
         mark = "[green]PASS[/]" if a["passed"] else "[red]FAIL[/]"
         console.print(f"{mark} {a['check']} (gap {a['gap_pts']:+.1f} pts)")
+    if summary["capabilities"]:
+        caps = Table(
+            title="what the aligned backbones can do (concept world, test split)", title_justify="left"
+        )
+        for col in ("", "capability", "measured", "target", "s"):
+            caps.add_column(col, justify="right" if col == "s" else "left")
+        for c in summary["capabilities"]:
+            mark = "[green]PASS[/]" if c["passed"] else "[red]FAIL[/]"
+            caps.add_row(mark, c["capability"], c["measured"], c["target"], f"{c['seconds']:.0f}")
+        console.print(caps)
     console.print(f"done in {summary['seconds']:.0f} s; aligners and summary.json in {out}/")

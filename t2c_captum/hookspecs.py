@@ -82,7 +82,8 @@ def register_concept_vocabularies(register: Register) -> None:
     """Register concept vocabularies: named lists of concept texts.
 
     :param register: call ``register(name, loader, description="")``; ``loader()`` returns a list of
-        strings.
+        concept strings, or a dict concept → prompts when the plugin knows how each concept is best
+        described to its space.
 
     .. versionadded:: 0.1
     """

@@ -21,3 +21,21 @@ def labelled_images(tmp_path):
 
     make_images(tmp_path / "tree", n=24, classes=["cat", "dog", "fox"])
     return tmp_path / "tree"
+
+
+@pytest.fixture(scope="session")
+def world_aligned(tmp_path_factory):
+    """``get(backbone="world-cnn", n_train=3000, layer=None) -> (backbone, space, aligner)``, fitted
+    once per session."""
+    from t2c_captum.world.adapters import fit_world_aligner
+
+    fitted: dict = {}
+
+    def get(backbone: str = "world-cnn", n_train: int = 3000, layer: str | None = None):
+        key = (backbone, n_train, layer)
+        if key not in fitted:
+            store = tmp_path_factory.mktemp("world-align") / f"{backbone}-{n_train}-{layer}"
+            fitted[key] = fit_world_aligner(backbone, n_train, store_dir=str(store), layer=layer)
+        return fitted[key]
+
+    return get

@@ -18,7 +18,7 @@ __all__ = ["ARTIFACT_FORMAT", "check_compatible", "load_aligner", "resolve_artif
 
 ARTIFACT_FORMAT = 1
 _TENSORS = ("weight_", "bias_", "x_mean_", "x_scale_")
-_COMPARED = ("id", "layer", "preprocess", "feature_dim", "embed_dim", "dim")
+_COMPARED = ("id", "layer", "preprocess", "feature_dim", "embed_dim", "dim", "weights")
 
 
 def _library_version() -> str:

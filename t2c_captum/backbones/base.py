@@ -77,6 +77,8 @@ class Backbone(nn.Module):
         self.class_names = class_names
         self.input_size = tuple(input_size)
         self._feature_dim: int | None = None
+        #: more identity fields (e.g. a digest of the weights), so caches follow weight changes
+        self.identity_extra: dict[str, Any] = {}
 
     @property
     def feature_dim(self) -> int:
@@ -97,6 +99,7 @@ class Backbone(nn.Module):
             "layer": self.layer,
             "preprocess": " ".join(repr(self.preprocess).split()),
             "feature_dim": self.feature_dim,
+            **self.identity_extra,
         }
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:

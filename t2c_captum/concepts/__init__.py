@@ -8,8 +8,22 @@ import os
 from pathlib import Path
 
 from .._exceptions import DataError
+from .bank import ConceptBank, Vocabulary, check_concepts
+from .scores import ConceptSummary, concept_scores, iter_store_scores, summarize_scores, top_concepts
 
-__all__ = ["load_vocabulary", "read_vocabulary_file"]
+__all__ = [
+    "ConceptBank",
+    "ConceptSummary",
+    "Vocabulary",
+    "check_concepts",
+    "concept_scores",
+    "iter_store_scores",
+    "load_vocabulary",
+    "read_vocabulary_file",
+    "resolve_vocabulary",
+    "summarize_scores",
+    "top_concepts",
+]
 
 
 def read_vocabulary_file(path: str | os.PathLike[str]) -> list[str]:
@@ -39,11 +53,23 @@ def read_vocabulary_file(path: str | os.PathLike[str]) -> list[str]:
     return out
 
 
-def load_vocabulary(name: str) -> list[str]:
-    """A registered vocabulary by name, or a vocabulary file by path."""
+def resolve_vocabulary(name: str) -> Vocabulary:
+    """A registered vocabulary by name, or a vocabulary file by path, with its prompts if any.
+
+    A registered loader returns a list of concept strings, or a mapping concept → prompts.
+    """
     from ..plugins import get_registries
 
     registry = get_registries().vocabularies
     if name not in registry and Path(name).is_file():
-        return read_vocabulary_file(name)
-    return list(registry.get(name)())
+        return Vocabulary(read_vocabulary_file(name), name=str(name))
+    loaded = registry.get(name)()
+    if isinstance(loaded, dict):
+        concepts = check_concepts(list(loaded), f"vocabulary {name!r}")
+        return Vocabulary(concepts, {c: list(loaded[c]) for c in concepts}, name=name)
+    return Vocabulary(check_concepts(list(loaded), f"vocabulary {name!r}"), name=name)
+
+
+def load_vocabulary(name: str) -> list[str]:
+    """The concepts of a registered vocabulary by name, or of a vocabulary file by path."""
+    return resolve_vocabulary(name).concepts

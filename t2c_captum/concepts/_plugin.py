@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..hookspecs import Register, hookimpl
+from .vocabularies import visual_vocabulary
 
 
 def imagenet_classes() -> list[str]:
@@ -15,3 +16,9 @@ def imagenet_classes() -> list[str]:
 @hookimpl
 def register_concept_vocabularies(register: Register) -> None:
     register("imagenet", imagenet_classes, description="the 1000 ImageNet classes (open_clip)")
+    register(
+        "visual",
+        visual_vocabulary,
+        description="about 1050 general visual concepts written for t2c_captum "
+        "(colours, patterns, materials, parts, scenes...)",
+    )

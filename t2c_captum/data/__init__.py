@@ -11,6 +11,7 @@ from .sources import (
     from_folder,
     from_image_folder,
     from_paths,
+    open_images,
     open_source,
 )
 
@@ -25,6 +26,7 @@ __all__ = [
     "from_image_folder",
     "from_paths",
     "iter_batches",
+    "open_images",
     "open_source",
     "warn_skipped",
 ]

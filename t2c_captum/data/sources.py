@@ -277,3 +277,14 @@ def open_source(spec: str | os.PathLike[str] | Dataset | ImageSource, **options:
     if has_class_dirs and not top_images:
         return from_image_folder(path)
     return from_folder(path)
+
+
+def open_images(items: Sequence[str]) -> ImageSource:
+    """Command-line image arguments as a source: several image files, or one folder, list or
+    ``world:SPLIT`` spec."""
+    files = [p for p in items if Path(p).is_file() and not p.endswith((".csv", ".txt", ".tsv"))]
+    if files and len(files) == len(items):
+        return from_paths(files)
+    if not items:
+        raise DataError("give at least one image, folder, list file or world:SPLIT")
+    return open_source(items[0])

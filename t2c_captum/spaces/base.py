@@ -51,6 +51,8 @@ class Space(nn.Module):
         self.embed_dim = int(embed_dim)
         self.templates = list(templates or ["{}"])
         self.input_size = tuple(input_size)
+        #: more identity fields (e.g. a digest of the weights), so caches follow weight changes
+        self.identity_extra: dict[str, Any] = {}
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -59,6 +61,7 @@ class Space(nn.Module):
             "id": self.name,
             "preprocess": " ".join(repr(self.preprocess).split()),
             "embed_dim": self.embed_dim,
+            **self.identity_extra,
         }
 
     @property

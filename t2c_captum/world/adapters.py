@@ -13,10 +13,12 @@ __all__ = [
     "WORLD_BACKBONES",
     "WorldBackbone",
     "WorldClipSpace",
+    "fit_world_aligner",
     "world_backbone_factory",
     "world_source",
     "world_task",
     "world_clip_space",
+    "world_concepts",
     "world_vocabulary",
 ]
 
@@ -73,9 +75,10 @@ class WorldBackbone(Backbone):
 
 def world_clip_space(weights_dir: str | None = None, device: str | None = None) -> WorldClipSpace:
     """The tiny CLIP of the concept world (committed weights)."""
-    from .weights import load_world_model
+    from .weights import load_world_model, weights_digest
 
     space = WorldClipSpace(load_world_model("world-clip", weights_dir=weights_dir))
+    space.identity_extra["weights"] = weights_digest("world-clip", weights_dir)
     return space.to(device) if device else space
 
 
@@ -89,7 +92,7 @@ def world_backbone_factory(name: str) -> Any:
         device: str | None = None,
         **_: Any,
     ) -> Backbone:
-        from .weights import load_world_model
+        from .weights import load_world_model, weights_digest
 
         model = load_world_model(name, weights_dir=weights_dir)
         backbone: Backbone
@@ -101,18 +104,27 @@ def world_backbone_factory(name: str) -> Any:
             backbone = ModuleBackbone(
                 model, name, world_transform(), layer=layer, pool=pool, input_size=(3, 64, 64)
             )
+        backbone.identity_extra["weights"] = weights_digest(name, weights_dir)
         return backbone.to(device) if device else backbone
 
     factory.__doc__ = WORLD_BACKBONES[name]
     return factory
 
 
-def world_vocabulary() -> list[str]:
-    """Every value word of every concept-world factor (e.g. "red", "striped", "circle")."""
+def world_concepts() -> dict[str, tuple[str, str]]:
+    """Concept text → ``(factor, value)`` for every factor value ("red", "striped background")."""
     from .generator import FACTORS
+    from .tasks import concept_term
 
-    words = [w for values in FACTORS.values() for w in values]
-    return list(dict.fromkeys(words))
+    return {concept_term(f, v): (f, v) for f, values in FACTORS.items() for v in values}
+
+
+def world_vocabulary() -> dict[str, list[str]]:
+    """Every factor value of the concept world as a concept, with the tiny CLIP's prompts for it."""
+    from .zeroshot import class_prompts
+
+    prompts = {f: class_prompts(f) for f in {f for f, _ in world_concepts().values()}}
+    return {term: prompts[f][v] for term, (f, v) in world_concepts().items()}
 
 
 def world_source(split: str = "test", n: int | None = None, factor: str | None = "shape") -> Any:
@@ -150,3 +162,32 @@ def world_task(source: Any, factor: str) -> Any:
         templates=list(FACTOR_TEMPLATES[factor]),
         class_prompts=class_prompts(factor),
     )
+
+
+def fit_world_aligner(
+    backbone: str = "world-cnn",
+    n_train: int = 4000,
+    store_dir: str | None = None,
+    progress: bool = False,
+    layer: str | None = None,
+) -> tuple[Backbone, Space, Any]:
+    """A world backbone, the tiny CLIP and a closed-form aligner between them, fitted on the
+    first ``n_train`` training images (for examples, tests and the demo's later stages); ``layer``
+    aligns an inner layer of the model (average-pooled) instead of its features.
+
+    Returns:
+        ``(backbone, space, aligner)``.
+    """
+    from ..aligners import make_aligner
+    from ..backbones import load_backbone
+    from ..features import extract_features
+    from ..pipeline import fit_from_store
+    from ..spaces import load_space
+
+    bb, space = load_backbone(backbone, layer=layer), load_space("world-clip")
+    store = extract_features(
+        world_source("train", n=n_train), {"source": bb, "target": space}, store=store_dir, progress=progress
+    )
+    aligner = fit_from_store(store, make_aligner("linear"))
+    aligner.source_, aligner.target_ = dict(bb.identity), dict(space.identity)
+    return bb, space, aligner

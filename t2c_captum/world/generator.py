@@ -35,6 +35,7 @@ __all__ = [
     "make_sample",
     "make_split",
     "max_count",
+    "object_mask",
     "render",
 ]
 
@@ -448,8 +449,8 @@ def _object_origins(sample: Sample, rng: np.random.Generator) -> list[tuple[int,
     return origins
 
 
-def render(sample: Sample) -> Image.Image:
-    """Draw ``sample`` as a 64x64 RGB image (identical pixels for identical samples)."""
+def _draw(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """The float RGB canvas of ``sample`` and the boolean mask of its objects' pixels."""
     rng = np.random.default_rng([sample.seed, 1])
     canvas = _background(sample.background, rng)
     base = np.array(COLOUR_RGB[sample.colour], dtype=float) + rng.uniform(-12, 12, size=3)
@@ -457,7 +458,21 @@ def render(sample: Sample) -> Image.Image:
     side = _OBJECT_PIXELS[sample.size]
     shape, dark = _shape_mask(sample.shape, side), _pattern_mask(sample.pattern, side)
     texture = np.where(dark[..., None], base * _DARK_SHADE, base)
+    mask = np.zeros(canvas.shape[:2], dtype=bool)
     for y, x in _object_origins(sample, rng):
         window = canvas[y : y + side, x : x + side]
         window[shape] = texture[shape]
+        mask[y : y + side, x : x + side] |= shape
+    return canvas, mask
+
+
+def render(sample: Sample) -> Image.Image:
+    """Draw ``sample`` as a 64x64 RGB image (identical pixels for identical samples)."""
+    canvas, _ = _draw(sample)
     return Image.fromarray(np.round(canvas).astype(np.uint8), mode="RGB")
+
+
+def object_mask(sample: Sample) -> np.ndarray:
+    """Boolean ``[64, 64]`` mask of the pixels covered by ``sample``'s objects (ground truth for
+    attribution maps)."""
+    return _draw(sample)[1]

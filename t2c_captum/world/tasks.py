@@ -28,6 +28,7 @@ __all__ = [
     "ShiftTask",
     "answer_set",
     "caption_check",
+    "concept_term",
     "factor_words",
     "null_pair",
     "parse_query",
@@ -120,8 +121,8 @@ SHIFT_TASKS: tuple[ShiftTask, ...] = tuple(
 # --------------------------------------------------------------------------- retrieval
 
 
-def _term(condition: Condition) -> str:
-    factor, value = condition
+def concept_term(factor: str, value: str) -> str:
+    """The concept text of ``factor == value`` ("red", "striped background", "on the left")."""
     if factor == "background":
         return f"{value} background"
     if factor == "position":
@@ -140,7 +141,7 @@ def _condition(term: str) -> Condition:
     for value, phrases in SYNONYMS["position"].items():
         if term in phrases:
             return "position", value
-    known = [_term((f, v)) for f in FACTORS for v in FACTORS[f]]
+    known = [concept_term(f, v) for f in FACTORS for v in FACTORS[f]]
     raise _invalid("query term", term, known)
 
 
@@ -154,7 +155,8 @@ class RetrievalQuery:
     @property
     def text(self) -> str:
         """The query in the syntax ``"red" & "circle" & ~"striped background"``."""
-        terms = [f'"{_term(c)}"' for c in self.all] + [f'~"{_term(c)}"' for c in self.none]
+        terms = [f'"{concept_term(*c)}"' for c in self.all]
+        terms += [f'~"{concept_term(*c)}"' for c in self.none]
         return " & ".join(terms)
 
     def matches(self, sample: Sample) -> bool:

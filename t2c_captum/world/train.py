@@ -4,17 +4,18 @@ Usage::
 
     python -m t2c_captum.world.train [--quick] [--out DIR] [--calibration FILE]
 
-The full run takes about 10-15 minutes on 2 CPU cores; ``--quick`` takes seconds (smoke test).
+The full run takes about 15 minutes on 2 CPU cores; ``--quick`` takes seconds (smoke test).
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,22 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from t2c_captum.world.generator import FACTORS, Sample, make_split, render
+from t2c_captum.world.generator import (
+    CANONICAL_COUNTS,
+    FACTORS,
+    GENERIC_NOUNS,
+    SYNONYMS,
+    Sample,
+    make_split,
+    render,
+)
 from t2c_captum.world.models import (
     WORLD_MEAN,
     WORLD_STD,
     AutoEncoder,
     ShapeCNN,
     TinyCLIP,
+    clip_special_ids,
     clip_tokenize,
 )
 from t2c_captum.world.weights import DEFAULT_WEIGHTS_DIR, REGENERATE_COMMAND
@@ -53,9 +63,15 @@ class TrainSettings:
     n_test: int = 2000
     n_compositional: int = 1000
     batch_size: int = 128
-    clip_steps: int = 2100
+    clip_steps: int = 1800
     clip_lr: float = 2e-3
     group_fraction: float = 0.625
+    clip_groupings: list = field(
+        default_factory=lambda: [["colour", "pattern", "background"], ["colour", "background"],
+                                 ["colour", "size", "position"], ["pattern", "background"]]
+    )
+    partial_per_image: int = 1
+    partial_single: float = 0.5
     cnn_steps: int = 300
     cnn_lr: float = 3e-3
     ae_steps: int = 700
@@ -186,6 +202,185 @@ def run_steps(
     return loss_value
 
 
+# --------------------------------------------------------------------------- training captions
+
+#: Words that open a partial caption ("" = none); deliberately not the zero-shot templates' words.
+PARTIAL_LEADS = ("", "", "a picture of", "a drawing of", "an illustration of", "a scene with")
+#: Words that attach a background to a partial caption.
+PARTIAL_BG_LINKS = ("on", "against", "over", "in front of")
+#: Factor -> weight of captions naming only that factor.
+PARTIAL_SINGLE_WEIGHTS = {"shape": 6.0, "colour": 1.0, "pattern": 2.0, "size": 0.5,
+                          "background": 1.0, "position": 0.5, "count": 0.5}
+#: Factor -> probability that a multi-factor partial caption names it.
+PARTIAL_INCLUDE = {"shape": 0.8, "colour": 0.5, "pattern": 0.6, "size": 0.3,
+                   "background": 0.4, "position": 0.3, "count": 0.3}
+
+
+def _article(phrase: str) -> str:
+    return ("an " if phrase[:1] in tuple("aeiou") else "a ") + phrase
+
+
+def _value_phrases(factor: str, value: str) -> list[str]:
+    """All phrases a generator caption may use for ``value`` (longest first)."""
+    options = SYNONYMS[factor][value]
+    flat = [w for pair in options for w in pair] if factor == "shape" else list(options)
+    if factor == "count" and value == "one":
+        flat.append("an")
+    return sorted(flat, key=len, reverse=True)
+
+
+def factor_values(samples: list[Sample]) -> np.ndarray:
+    """Class index of every factor (``FACTORS`` order) per sample, ``[N, n_factors]``."""
+    return np.stack([labels_of(samples, f) for f in FACTORS], axis=1)
+
+
+def caption_mentions(sample: Sample, caption: str) -> np.ndarray:
+    """Class index per factor that ``caption`` names (-1 where it leaves the factor open).
+
+    Background and position phrases are found (and removed) first, so that a 'striped
+    background' does not count as a striped object.
+    """
+    text = " " + " ".join(caption.lower().replace(",", " ").split()) + " "
+    out = np.full(len(FACTORS), -1, dtype=np.int64)
+    order = ("background", "position", "shape", "colour", "pattern", "size", "count")
+    for factor in order:
+        value = sample.value(factor)
+        for phrase in _value_phrases(factor, value):
+            if f" {phrase} " in text:
+                out[list(FACTORS).index(factor)] = FACTORS[factor].index(value)
+                if factor in ("background", "position"):
+                    text = text.replace(f" {phrase} ", " ")
+                break
+    return out
+
+
+class PartialCaptions:
+    """Training-only captions that name a random subset of an image's factors.
+
+    Words come from the generator's ``SYNONYMS``; token ids are assembled from cached per-word
+    BPE ids (CLIP's BPE never merges across spaces), so no tokenizer call is needed per step.
+
+    Args:
+        context_length: tokens per caption (longer ones are truncated, end token kept).
+        single: probability that a caption names exactly one factor.
+        seed: seed of the word choices.
+    """
+
+    N_UNIFORMS = 24
+
+    def __init__(self, context_length: int = 32, single: float = 0.5, seed: int = 0) -> None:
+        self.context_length = context_length
+        self.single = single
+        self.rng = np.random.default_rng(seed)
+        self.sot, self.eot = clip_special_ids()
+        self.names = list(FACTORS)
+        weights = np.array([PARTIAL_SINGLE_WEIGHTS[f] for f in self.names])
+        self.single_cdf = np.cumsum(weights / weights.sum()).tolist()
+        self.include_p = np.array([PARTIAL_INCLUDE[f] for f in self.names])
+        self._word_ids: dict[str, list[int]] = {}
+
+    def text(self, values: Sequence[int], u: Sequence[float] | None = None) -> tuple[str, list]:
+        """One caption for class indices ``values`` and the class index per factor it names.
+
+        ``u`` holds the caption's uniform random numbers (``N_UNIFORMS`` of them; drawn if None).
+        """
+        if u is None:
+            u = self.rng.random(self.N_UNIFORMS).tolist()
+        draws = iter(u[len(self.names) + 2 :])
+
+        def pick(options: tuple) -> Any:
+            return options[min(int(next(draws) * len(options)), len(options) - 1)]
+
+        names = self.names
+        if u[0] < self.single:
+            index = min(bisect.bisect_right(self.single_cdf, u[1]), len(names) - 1)
+            chosen = {names[index]}
+        else:
+            chosen = {f for f, p, r in zip(names, self.include_p, u[2:], strict=False) if r < p}
+            chosen = chosen or {"shape"}
+        value = {f: FACTORS[f][values[i]] for i, f in enumerate(names)}
+        n = list(CANONICAL_COUNTS.values()).index(value["count"]) + 1
+        plural = n > 1 if "count" in chosen else True
+        adjectives = [str(pick(SYNONYMS[f][value[f]]))
+                      for f in ("size", "colour", "pattern") if f in chosen]
+        if len(adjectives) > 1 and next(draws) < 0.5:
+            adjectives.reverse()
+        if "shape" in chosen:
+            noun: str | None = pick(SYNONYMS["shape"][value["shape"]])[int(plural)]
+        elif adjectives or "count" in chosen:
+            noun = pick(GENERIC_NOUNS)[int(plural)]
+        else:
+            noun = None
+        phrase = " ".join([*adjectives, noun]) if noun else "something"
+        if "count" in chosen:
+            word = str(pick(SYNONYMS["count"][value["count"]]))
+            phrase = _article(phrase) if word == "a" else f"{word} {phrase}"
+        elif noun and next(draws) < 0.5:
+            phrase = "some " + phrase
+        parts = [phrase]
+        if "position" in chosen:
+            parts.append(str(pick(SYNONYMS["position"][value["position"]])))
+        if "background" in chosen:
+            bg = _article(str(pick(SYNONYMS["background"][value["background"]])))
+            if noun is None and len(parts) == 1 and next(draws) < 0.4:
+                parts = [bg]
+            else:
+                parts += [pick(PARTIAL_BG_LINKS), bg]
+        text = " ".join([str(pick(PARTIAL_LEADS)), *parts]).strip()
+        mentions = [values[i] if f in chosen else -1 for i, f in enumerate(names)]
+        return text, mentions
+
+    def _ids(self, text: str) -> list[int]:
+        from t2c_captum.world.models import _tokenizer
+
+        out = [self.sot]
+        for word in text.split():
+            if word not in self._word_ids:
+                self._word_ids[word] = list(_tokenizer().encode(word))
+            out += self._word_ids[word]
+        return out[: self.context_length - 1] + [self.eot]
+
+    def batch(self, values: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Token ids ``[B, L]`` (0-padded) and named class indices ``[B, n_factors]``."""
+        uniforms = self.rng.random((len(values), self.N_UNIFORMS)).tolist()
+        texts, mentions = zip(*map(self.text, values.tolist(), uniforms), strict=True)
+        return self._pad([self._ids(t) for t in texts]), torch.tensor(mentions)
+
+    @staticmethod
+    def _pad(rows: list[list[int]]) -> Tensor:
+        ids = np.zeros((len(rows), max(len(r) for r in rows)), dtype=np.int64)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+        return torch.from_numpy(ids)
+
+    @staticmethod
+    def vocabulary_words() -> list[str]:
+        """Every word a partial caption can use (to build the text tower's vocabulary)."""
+        words = [*PARTIAL_LEADS, *PARTIAL_BG_LINKS, "some something", "a an"]
+        words += [" ".join(pair) for pair in GENERIC_NOUNS]
+        for factor, table in SYNONYMS.items():
+            for options in table.values():
+                flat = [w for pair in options for w in pair] if factor == "shape" else options
+                words += [str(w) for w in flat]
+        return [w for w in words if w]
+
+
+def multi_positive_loss(logits: Tensor, positives: Tensor) -> Tensor:
+    """Symmetric contrastive loss whose targets are uniform over each row's/column's positives.
+
+    Args:
+        logits: image-to-text logits ``[B, T]``.
+        positives: bool ``[B, T]``, True where the text describes the image (every image has
+            one; texts without any image in the batch only act as negatives).
+    """
+    pos = positives.float()
+    i2t = -(pos / pos.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(1).mean()
+    has = pos.sum(0) > 0
+    cols = pos[:, has]
+    t2i = -(cols / cols.sum(0, keepdim=True) * F.log_softmax(logits[:, has], dim=0)).sum(0).mean()
+    return (i2t + t2i) / 2
+
+
 # --------------------------------------------------------------------------- models
 
 
@@ -194,6 +389,7 @@ def caption_vocabulary(samples: list[Sample]) -> tuple[Tensor, Tensor]:
     k = len(samples[0].captions)
     ids = clip_tokenize([c for s in samples for c in s.captions]).view(len(samples), k, -1)
     prompts = [p for f in FACTORS for ps in class_prompts(f).values() for p in ps]
+    prompts += PartialCaptions.vocabulary_words()
     vocab = torch.cat([ids.flatten(), clip_tokenize(prompts).flatten()]).unique(sorted=True)
     return ids, vocab
 
@@ -206,23 +402,38 @@ def factor_keys(samples: list[Sample], factors: tuple[str, ...]) -> np.ndarray:
 
 
 def train_clip(images: Tensor, samples: list[Sample], cfg: TrainSettings) -> TinyCLIP:
-    """Contrastive training on (image, random caption) pairs."""
+    """Contrastive training on (image, caption) pairs with caption-aware positives.
+
+    Every image brings one of its captions and ``cfg.partial_per_image`` partial captions that
+    name only some factors. A caption is a positive of every batch image that has all the factor
+    values it names, so e.g. 'a striped disc' pulls all striped circles of the batch, and no
+    image is pushed away from a caption that describes it.
+    """
     tokens, vocab = caption_vocabulary(samples)
     model = TinyCLIP(vocab, **cfg.clip_hparams)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
+    values = torch.from_numpy(factor_values(samples))
+    mentions = torch.from_numpy(np.stack(
+        [np.stack([caption_mentions(s, c) for c in s.captions]) for s in samples]
+    ))
+    partial = PartialCaptions(model.context_length, cfg.partial_single, cfg.seed + 4)
 
     def loss_fn(idx: Tensor) -> Tensor:
         pick = torch.randint(0, tokens.shape[1], (len(idx),), generator=gen)
-        ids = tokens[idx, pick]
-        ids = ids[:, : int((ids != 0).sum(1).max())]
+        texts, named = [tokens[idx, pick]], [mentions[idx, pick]]
+        for _ in range(cfg.partial_per_image):
+            ids, m = partial.batch(values[idx].numpy())
+            texts.append(ids)
+            named.append(m)
+        length = max(int((t != 0).sum(1).max()) for t in texts)
+        ids = torch.cat([F.pad(t, (0, max(0, length - t.shape[1])))[:, :length] for t in texts])
+        named_all = torch.cat(named)
+        v = values[idx]
+        positives = ((named_all[None] == -1) | (named_all[None] == v[:, None])).all(-1)
         x = random_shift(normalise(images[idx]), cfg.max_shift, gen)
-        logits = model(x, ids)
-        target = torch.arange(len(idx))
-        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+        return multi_positive_loss(model(x, ids), positives)
 
-    groupings = [factor_keys(samples, ("colour", "background")),
-                 factor_keys(samples, ("colour", "size", "position")),
-                 factor_keys(samples, ("pattern", "background"))]
+    groupings = [factor_keys(samples, tuple(g)) for g in cfg.clip_groupings]
     batch = min(cfg.batch_size, len(samples))
     sampler = hard_negative_batches(groupings, batch, gen, cfg.group_fraction)
     run_steps(model, loss_fn, len(samples), cfg.clip_steps, cfg.clip_lr, cfg, "clip", sampler)

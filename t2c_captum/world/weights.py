@@ -11,7 +11,7 @@ from torch import nn
 from t2c_captum._exceptions import WorldError
 from t2c_captum.world.models import AutoEncoder, ShapeCNN, TinyCLIP
 
-__all__ = ["DEFAULT_WEIGHTS_DIR", "REGENERATE_COMMAND", "WORLD_MODELS", "load_world_model",
+__all__ = ["DEFAULT_WEIGHTS_DIR", "REGENERATE_COMMAND", "WORLD_MODELS", "load_world_model", "weights_digest",
            "world_model_config"]
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -61,6 +61,16 @@ def _build(config: dict) -> nn.Module:
         vocab_size = hparams.pop("vocab_size")
         return TinyCLIP(torch.arange(vocab_size), **hparams)
     return _CLASSES[config["class"]](**hparams)
+
+
+def weights_digest(name: str, weights_dir: Path | str | None = None) -> str:
+    """First 16 hex digits of the SHA-256 of a world model's weights file (keys caches by weights)."""
+    import hashlib
+
+    path = Path(weights_dir or DEFAULT_WEIGHTS_DIR) / f"{name}.safetensors"
+    if not path.is_file():
+        raise _broken(name, path, "weights file is missing")
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def load_world_model(name: str, weights_dir: Path | str | None = None) -> nn.Module:

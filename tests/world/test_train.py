@@ -26,3 +26,34 @@ def test_random_shift_keeps_shape_and_is_seeded():
     b = random_shift(x, 2, torch.Generator().manual_seed(0))
     assert a.shape == x.shape and torch.equal(a, b)
     assert torch.equal(random_shift(x, 0, torch.Generator()), x)
+
+
+def test_caption_mentions_and_partial_captions_name_only_true_factors():
+    from t2c_captum.world.generator import FACTORS, make_sample
+    from t2c_captum.world.train import PartialCaptions, caption_mentions, factor_values
+
+    s = make_sample(seed=1, shape="circle", colour="red", pattern="striped", size="small",
+                    background="striped", position="left", count=2)
+    named = caption_mentions(s, "two crimson discs, on a striped background")
+    # the striped background must not count as a striped object; size, position, pattern are open
+    assert [FACTORS[f][i] if i >= 0 else None for f, i in zip(FACTORS, named, strict=True)] == [
+        "circle", "red", None, None, "striped", None, "two"]
+    values = factor_values([s])
+    ids, m = PartialCaptions(seed=0).batch(values.repeat(200, axis=0))
+    assert ids.shape[0] == 200 and ids[:, 0].eq(49406).all()
+    assert ((m == -1) | (m == torch.from_numpy(values))).all() and (m >= 0).any(1).all()
+
+
+def test_multi_positive_loss_is_clip_loss_with_identity_positives():
+    from torch.nn import functional as F
+
+    from t2c_captum.world.train import multi_positive_loss
+
+    logits = torch.randn(6, 6, generator=torch.Generator().manual_seed(0))
+    target = torch.arange(6)
+    clip = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+    assert torch.allclose(multi_positive_loss(logits, torch.eye(6, dtype=torch.bool)), clip)
+    # a text without any matching image is only a negative (no NaN)
+    extra = torch.cat([logits, torch.randn(6, 1)], 1)
+    pos = torch.cat([torch.eye(6, dtype=torch.bool), torch.zeros(6, 1, dtype=torch.bool)], 1)
+    assert torch.isfinite(multi_positive_loss(extra, pos))

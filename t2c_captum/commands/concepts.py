@@ -1,0 +1,87 @@
+"""``t2c concepts``: the concepts a backbone's features read as, per image and over a dataset."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import torch
+import typer
+from rich.table import Table
+
+from ._common import ConceptsOpt, VocabularyOpt, load_aligned, make_bank
+
+
+def concepts_cmd(
+    aligner: Annotated[str, typer.Argument(help="A saved aligner (NAME, NAME.json or hf-hub:ORG/REPO).")],
+    data: Annotated[str, typer.Option("--data", "-d", help="Images: folder, CSV/TXT list or world:SPLIT.")],
+    vocabulary: VocabularyOpt = None,
+    concepts: ConceptsOpt = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Concepts shown per image.")] = 5,
+    limit: Annotated[int, typer.Option(help="Images listed one by one (the summary uses all).")] = 10,
+    relative: Annotated[
+        bool,
+        typer.Option(
+            help="Rank an image's concepts by z-score over the dataset (what is distinctive about it) "
+            "instead of raw cosine (which favours concepts that score high on every image)."
+        ),
+    ] = True,
+    backbone: Annotated[
+        str | None, typer.Option(help="Override the backbone recorded in the aligner.")
+    ] = None,
+    checkpoint: Annotated[str | None, typer.Option(help="Local backbone weights.")] = None,
+    batch_size: int = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")] = False,
+) -> None:
+    """Name what a backbone sees: top concepts per image, and which concepts dominate the dataset."""
+    from ..cli import T2CError, _fail, console
+    from ..concepts import iter_store_scores, summarize_scores, top_concepts
+    from ..data import open_source
+
+    try:
+        pair = load_aligned(aligner, backbone, checkpoint)
+        bank = make_bank(pair.space, vocabulary, concepts)
+        source = open_source(data)
+        store = pair.features(data, batch_size=batch_size, device=device, progress=not as_json)
+        chunks: list[torch.Tensor] = []
+        first: list[torch.Tensor] = []
+        shown: list[int] = []
+        for indices, scores in iter_store_scores(store, bank, pair.aligner):
+            chunks.append(scores)
+            take = max(0, min(limit - len(shown), len(indices)))
+            shown += indices[:take].tolist()
+            first.append(scores[:take])
+        summary = summarize_scores(chunks, bank, k=top_k)
+        head = torch.cat(first)
+        if relative:
+            head = (head - torch.from_numpy(summary.mean).float()) / torch.from_numpy(
+                summary.std + 1e-8
+            ).float()
+        per_image = [
+            {"image": source.describe(i), "top": best}
+            for i, best in zip(shown, top_concepts(head, bank, top_k), strict=True)
+        ]
+    except T2CError as exc:
+        _fail(exc)
+    ranked = summary.ranked(limit=20)
+    if as_json:
+        typer.echo(json.dumps({"images": per_image, "summary": ranked, "n": summary.n}, indent=2))
+        return
+    unit = "z" if relative else "cos"
+    console.print(f"top {top_k} concepts per image ({unit}):", highlight=False)
+    for item in per_image:
+        named = ", ".join(f"{c} {s:.2f}" for c, s in item["top"])
+        console.print(f"{item['image']}: {named}", highlight=False)
+    table = Table(title=f"{summary.n} images: concepts most often in an image's top {summary.k}",
+                  title_justify="left")
+    for col in ("concept", "top-k share", "mean cosine", "std"):
+        table.add_column(col, justify="left" if col == "concept" else "right")
+    for r in ranked:
+        table.add_row(r["concept"], f"{100 * r['top_share']:.1f}%", f"{r['mean']:.3f}", f"{r['std']:.3f}")
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``t2c concepts`` to ``app``."""
+    app.command("concepts")(concepts_cmd)

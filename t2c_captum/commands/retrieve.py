@@ -1,0 +1,87 @@
+"""``t2c retrieve``: the images of a dataset that satisfy a boolean query of concepts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ._common import ConceptsOpt, VocabularyOpt, load_aligned, make_bank
+
+
+def retrieve_cmd(
+    aligner: Annotated[str, typer.Argument(help="A saved aligner (NAME, NAME.json or hf-hub:ORG/REPO).")],
+    query: Annotated[
+        str,
+        typer.Argument(help='The query, e.g. \'"red" & ("circle" | "star") & ~"striped background">z1\'.'),
+    ],
+    data: Annotated[str, typer.Option("--data", "-d", help="Images: folder, CSV/TXT list or world:SPLIT.")],
+    k: Annotated[int, typer.Option("--top-k", "-k", help="Results shown.")] = 16,
+    grid: Annotated[Path | None, typer.Option(help="Save the results as an image grid (PNG).")] = None,
+    cols: Annotated[int, typer.Option(help="Images per row of the grid.")] = 4,
+    vocabulary: VocabularyOpt = None,
+    concepts: ConceptsOpt = None,
+    threshold: Annotated[
+        str, typer.Option(help="Threshold of concepts written without one: z0, z1.5, q0.9 or 0.3.")
+    ] = "z0",
+    centre: Annotated[
+        bool | None,
+        typer.Option("--centre/--no-centre", help="Centre scores on the bank's concepts (default: 8+)."),
+    ] = None,
+    matching_only: Annotated[bool, typer.Option(help="List only images that satisfy the query.")] = False,
+    backbone: Annotated[str | None, typer.Option(help="Override the aligner's recorded backbone.")] = None,
+    checkpoint: Annotated[str | None, typer.Option(help="Local backbone weights.")] = None,
+    batch_size: int = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")] = False,
+) -> None:
+    """Find the images that satisfy QUERY: concepts joined by & (and), | (or), ~ (not).
+
+    Thresholds: "red">z1.5 (z-score), "red">q0.9 (quantile), "red">0.3 (cosine); default z > 0.
+
+    With --vocabulary/--concepts every query concept must be in it (on the concept world use -v world).
+
+    Without them the query's own concepts are embedded with the space's templates.
+    """
+    from ..cli import T2CError, _fail, console
+    from ..data import open_source
+    from ..retrieval import Retriever, parse_query, parse_threshold
+
+    try:
+        parsed = parse_query(query)
+        default = parse_threshold(threshold)
+        pair = load_aligned(aligner, backbone, checkpoint)
+        bank = make_bank(pair.space, vocabulary, concepts) if (vocabulary or concepts) else pair.space
+        retriever = Retriever(bank, pair.aligner, centre=centre, default_threshold=default)
+        retriever.bank_for(parsed)  # unknown concepts fail before the images are read
+        source = open_source(data)
+        store = pair.features(data, batch_size=batch_size, device=device, progress=not as_json)
+        result = retriever.search(parsed, store, k=k, matching_only=matching_only)
+        saved = result.grid(source, grid, cols=cols) if grid is not None else None
+    except T2CError as exc:
+        _fail(exc)
+    rows = [{**row, "image": source.describe(row["index"])} for row in result.rows()]
+    if as_json:
+        typer.echo(json.dumps({"query": str(result.query), "n_searched": result.n_searched,
+                               "n_matching": result.n_matching, "results": rows,
+                               "grid": str(saved) if saved else None, **result.info}, indent=2))
+        return
+    table = Table(title=f"{result.query}: {result.n_matching} of {result.n_searched} images match",
+                  title_justify="left")
+    for col in ("rank", "image", "margin", *result.scores):
+        table.add_column(col, justify="left" if col == "image" else "right")
+    for row in rows:
+        mark = "" if row["matches"] else " (no)"
+        table.add_row(str(row["rank"]), row["image"], f"{row['margin']:+.2f}{mark}",
+                      *(f"{s:.3f}" for s in row["scores"].values()))
+    console.print(table)
+    if saved:
+        console.print(f"saved {saved}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``t2c retrieve`` to ``app``."""
+    app.command("retrieve")(retrieve_cmd)

@@ -1,0 +1,43 @@
+"""The Captum bridge: concept maps over pixels, named layer attributions, text CAVs for TCAV and
+neuron naming, all through a fitted aligner and a concept bank."""
+
+from __future__ import annotations
+
+from .naming import (
+    NamedUnits,
+    explain_predictions,
+    feature_attributions,
+    name_attributions,
+    name_difference,
+    name_directions,
+    name_units,
+)
+from .probe import (
+    PIXEL_METHODS,
+    ConceptMaps,
+    ConceptProbe,
+    attribute_concept,
+    inplace_modules,
+    without_inplace,
+)
+from .tcav import FeatureHeadModel, TextTCAVResult, text_cav, text_tcav
+
+__all__ = [
+    "PIXEL_METHODS",
+    "ConceptMaps",
+    "ConceptProbe",
+    "FeatureHeadModel",
+    "NamedUnits",
+    "TextTCAVResult",
+    "attribute_concept",
+    "explain_predictions",
+    "feature_attributions",
+    "inplace_modules",
+    "name_attributions",
+    "name_difference",
+    "name_directions",
+    "name_units",
+    "text_cav",
+    "text_tcav",
+    "without_inplace",
+]

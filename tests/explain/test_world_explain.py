@@ -1,0 +1,110 @@
+"""The Captum bridge judged on the concept world, where the truth is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from t2c_captum.concepts import ConceptBank
+from t2c_captum.explain import ConceptProbe, attribute_concept, explain_predictions, name_units, text_tcav
+from t2c_captum.world.adapters import world_concepts, world_source
+from t2c_captum.world.checks import object_masks, unit_selectivity
+from t2c_captum.world.generator import FACTORS
+
+pytestmark = pytest.mark.slow
+
+RANDOM_TEXTS = ["one", "two", "three", "small", "large", "on the left", "in the centre", "on the right"]
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    dataset = world_source("test", n=240).items
+    from t2c_captum.world.models import world_transform
+
+    transform = world_transform()
+    return dataset.samples, torch.stack([transform(dataset.image(i)) for i in range(len(dataset))])
+
+
+@pytest.fixture(scope="module")
+def bank(world_aligned):
+    return ConceptBank.from_vocabulary(world_aligned("world-cnn")[1], "world")
+
+
+def test_shape_concept_maps_point_at_the_object(world_aligned, bank, test_images):
+    backbone, _, aligner = world_aligned("world-cnn")
+    samples, images = test_images
+    probe = ConceptProbe(backbone, aligner, bank, list(FACTORS["shape"]))
+    masks = object_masks(samples)
+    hits = []
+    for shape in FACTORS["shape"]:
+        idx = [i for i, s in enumerate(samples) if s.shape == shape][:12]
+        maps = attribute_concept(probe, images[idx], shape, "integrated_gradients", n_steps=16)
+        hits += maps.pointing_game(masks[idx]).tolist()
+        # the map is far denser on the object than the object's share of the image
+        assert maps.mass_inside(masks[idx]).mean() > 2 * masks[idx].float().mean()
+    assert np.mean(hits) >= 0.8
+
+
+def test_predictions_are_named_by_their_shape(world_aligned, bank, test_images):
+    backbone, _, aligner = world_aligned("world-cnn")
+    samples, images = test_images
+    with torch.no_grad():
+        feats = backbone(images)
+        pred = backbone.classify(feats).argmax(1)
+    truth = torch.tensor([FACTORS["shape"].index(s.shape) for s in samples])
+    ok = pred == truth
+    named = explain_predictions(backbone, feats[ok], aligner, bank, pred[ok], k=3)
+    hits = [FACTORS["shape"][int(p)] in [c for c, _ in row] for row, p in zip(named, pred[ok], strict=True)]
+    assert np.mean(hits) >= 0.8
+
+
+@pytest.fixture(scope="module")
+def inner_layer(world_aligned):
+    """world-cnn aligned at an inner conv layer (pooled), where TCAV's gradients vary by image."""
+    return world_aligned("world-cnn", 3000, layer="encoder.trunk")
+
+
+def test_text_cavs_give_each_shape_class_its_own_concept(inner_layer, bank, test_images):
+    backbone, _, aligner = inner_layer
+    samples, images = test_images
+    shapes = np.array([s.shape for s in samples])
+    for ci, shape in enumerate(FACTORS["shape"]):
+        idx = np.flatnonzero(shapes == shape)[:30]
+        result = text_tcav(backbone, aligner, bank, [shape], images[idx], ci, random_texts=RANDOM_TEXTS)
+        assert result.mean(shape) >= 0.8 and shape in result.significant, (shape, result.p_values)
+
+
+def test_units_are_named_after_what_they_select_for_well_above_chance(inner_layer, bank, test_images):
+    backbone, _, aligner = inner_layer
+    samples, images = test_images
+    with torch.no_grad():
+        feats = backbone(images)
+    selective = unit_selectivity(feats, samples)
+    named = name_units(aligner, bank, probe_features=feats, k=1)
+    concept_of = world_concepts()
+    chance = 1 / len(concept_of)
+    names = [concept_of[row[0][0]] for row in named.by_examples]
+    agree = np.mean([name == sel for name, sel in zip(names, selective, strict=True)])
+    assert agree > 4 * chance
+
+
+def test_explain_command_saves_concept_maps_and_names_predictions(world_aligned, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from t2c_captum.cli import app
+
+    world_aligned("world-cnn")[2].save(tmp_path / "cnn")
+    result = CliRunner().invoke(app, ["explain", str(tmp_path / "cnn"), "world:test:shape:6", "--concept",
+                                      "star", "--out", str(tmp_path / "maps"), "-k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output[result.output.index("{"):])
+    assert (tmp_path / "maps" / "star-integrated_gradients.png").stat().st_size > 1000
+    assert len(out["predictions"]) == 6 and len(out["predictions"][0]["named"]) == 3
+    assert out["predictions"][0]["predicted"] in FACTORS["shape"]
+    bad = CliRunner().invoke(
+        app, ["explain", str(tmp_path / "cnn"), "world:test:shape:2", "--concept", "sqare"]
+    )
+    assert bad.exit_code == 2 and "square" in bad.output

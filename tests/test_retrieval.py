@@ -1,0 +1,340 @@
+"""Text-constrained retrieval: the query syntax, margins, chunked search, grids, CLI, concept world."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from t2c_captum import DataError, UnknownNameError, hookimpl
+from t2c_captum.concepts import ConceptBank
+from t2c_captum.retrieval import (
+    And,
+    C,
+    Concept,
+    Not,
+    Or,
+    QuerySyntaxError,
+    Retriever,
+    cosine,
+    evaluate_query,
+    parse_query,
+    parse_threshold,
+    quantile,
+    zscore,
+)
+from t2c_captum.testing import FakeBackbone, FakeSpace
+
+runner = CliRunner()
+
+
+# ---------------------------------------------------------------- the syntax
+def test_precedence_is_not_then_and_then_or_like_python():
+    parsed = parse_query('"a" | "b" & ~"c"')
+    assert parsed == Or((Concept("a"), And((Concept("b"), Not(Concept("c"))))))
+    assert parsed == (C("a") | C("b") & ~C("c"))
+    assert parse_query("~a & b") == And((Not(Concept("a")), Concept("b")))
+
+
+def test_parentheses_group_and_chains_flatten():
+    assert parse_query("(a | b) & c") == And((Or((Concept("a"), Concept("b"))), Concept("c")))
+    assert parse_query("a & b & c") == And((Concept("a"), Concept("b"), Concept("c")))
+    assert parse_query("~(a & b)") == Not(And((Concept("a"), Concept("b"))))
+    assert (C("a") & "b") & C("c") == parse_query("a & b & c")
+
+
+def test_thresholds_and_quoting():
+    parsed = parse_query("\"red\">z1.5 & 'striped background'>q0.9 | \"say \\\"hi\\\"\">0.25 & c>z-1")
+    terms = list(parsed.terms())
+    assert [t.text for t in terms] == ["red", "striped background", 'say "hi"', "c"]
+    assert [t.threshold for t in terms] == [zscore(1.5), quantile(0.9), cosine(0.25), zscore(-1)]
+    assert (C("red") > zscore(1.5)) == terms[0] and (C("x") > 0.3).threshold == cosine(0.3)
+    assert parse_threshold(" q0.5 ") == quantile(0.5)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['"red" & ("circle" | "star">z1) & ~"striped background">q0.8', 'a | ~~b & c>0.1', '~("a" | "b")'],
+)
+def test_str_writes_the_syntax_back(text):
+    query = parse_query(text)
+    assert parse_query(str(query)) == query
+
+
+@pytest.mark.parametrize(
+    ("text", "position", "expected"),
+    [
+        ('"red" & & "blue"', 8, "quoted concept"),
+        ('"red" & "blue', 13, 'closing " for the concept opened at position 8'),
+        ("(red & blue", 11, "')' to close the '(' at position 0"),
+        ("red blue", 4, "'&', '|' or the end"),
+        ("red)", 3, "'&', '|' or the end"),
+        ("red>q1.5", 4, "quantile threshold must lie in [0, 1]"),
+        ("red > zz", 6, "a threshold"),
+        ("", 0, "quoted concept"),
+        ('"  " & red', 0, "non-empty concept"),
+        ("(a|b)>z1", 5, "'&', '|' or the end"),
+    ],
+)
+def test_syntax_errors_point_at_the_position(text, position, expected):
+    with pytest.raises(QuerySyntaxError) as info:
+        parse_query(text)
+    err = info.value
+    assert isinstance(err, DataError) and err.position == position and expected in str(err)
+    lines = str(err).splitlines()
+    assert lines[1] == f"    {text}" and lines[2].index("^") - 4 == position
+
+
+def test_bad_thresholds_and_terms_are_data_errors():
+    for make in (lambda: quantile(1.5), lambda: cosine(2.0), lambda: zscore(float("nan")), lambda: C("  ")):
+        with pytest.raises(DataError):
+            make()
+    with pytest.raises(QuerySyntaxError, match="end of the threshold"):
+        parse_threshold("0.3x")
+    with pytest.raises(DataError, match="not int"):
+        C("a") & 3  # type: ignore[operator]
+    with pytest.raises(DataError, match="with parentheses"):
+        _ = C("a") > zscore(1) & C("b")  # type: ignore[operator]
+
+
+# ---------------------------------------------------------------- margins on known scores
+def _known_scores(n: int = 400, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    facts = {"red": rng.random(n) < 0.3, "circle": rng.random(n) < 0.5, "striped": rng.random(n) < 0.2}
+    scores = {c: f * 1.0 + rng.normal(0, 0.1, n) for c, f in facts.items()}
+    return facts, scores
+
+
+def test_margins_select_exactly_the_known_answer():
+    facts, scores = _known_scores()
+    margins = evaluate_query('"red" & "circle" & ~"striped"', scores, default_threshold=zscore(0.5))
+    truth = facts["red"] & facts["circle"] & ~facts["striped"]
+    np.testing.assert_array_equal(margins > 0, truth)
+    margins = evaluate_query("red | striped", scores, default_threshold=cosine(0.5))
+    np.testing.assert_array_equal(margins > 0, facts["red"] | facts["striped"])
+    assert (evaluate_query('"circle">q0.9', scores) > 0).sum() == 40
+
+
+def test_margins_are_min_max_and_negation_of_term_margins():
+    _, scores = _known_scores()
+    z = {c: (s - s.mean()) / s.std() for c, s in scores.items()}
+    r = z["red"] - 1.0
+    c = (scores["circle"] - np.quantile(scores["circle"], 0.8)) / scores["circle"].std()
+    s = (scores["striped"] - 0.3) / scores["striped"].std()
+    got = evaluate_query('("red">z1 | "circle">q0.8) & ~"striped">0.3', scores)
+    np.testing.assert_allclose(got, np.minimum(np.maximum(r, c), -s))
+    raw = {k: v + 5.0 for k, v in scores.items()}  # cosine thresholds read the raw scores
+    got = evaluate_query('"red">0.3', scores, raw=raw)
+    np.testing.assert_allclose(got, (raw["red"] - 0.3) / raw["red"].std())
+
+
+def test_missing_or_mismatched_scores_are_clear_errors():
+    _, scores = _known_scores()
+    with pytest.raises(DataError, match="no scores for the query's concepts"):
+        evaluate_query("red & blue", scores)
+    with pytest.raises(DataError, match="same, non-zero number"):
+        evaluate_query("red & circle", {"red": np.zeros(3), "circle": np.zeros(4)})
+
+
+# ---------------------------------------------------------------- the retriever
+@pytest.fixture
+def axis_bank():
+    names = ["red", "circle", "striped", "dotted", "blue", "green", "star", "large", "small"]
+    return ConceptBank(names, torch.eye(len(names)), "axes")
+
+
+def test_search_ranks_by_margin_and_reports_matches(axis_bank):
+    x = torch.randn(300, 9, generator=torch.Generator().manual_seed(0))
+    result = Retriever(axis_bank, centre=False).search('"red" & ~"striped"', x, k=7)
+    cos = torch.nn.functional.normalize(x, dim=1).numpy()
+    margins = evaluate_query('"red" & ~"striped"', {"red": cos[:, 0], "striped": cos[:, 2]})
+    assert result.indices.tolist() == np.argsort(-margins, kind="stable")[:7].tolist()
+    np.testing.assert_allclose(result.margins.numpy(), np.sort(margins)[::-1][:7], rtol=1e-5)
+    assert result.n_matching == int((margins > 0).sum()) and result.n_searched == 300
+    torch.testing.assert_close(result.scores["red"], torch.from_numpy(cos[result.indices.numpy(), 0]))
+    only = Retriever(axis_bank).search("red>q0.99", x, k=50, matching_only=True)
+    assert len(only) == only.n_matching == 3 and bool(only.matching.all())
+
+
+def test_centring_subtracts_each_images_mean_over_the_bank(axis_bank):
+    x = torch.randn(200, 9, generator=torch.Generator().manual_seed(1))
+    cos = torch.nn.functional.normalize(x, dim=1).numpy()
+    centred = cos - cos.mean(1, keepdims=True)
+    result = Retriever(axis_bank).search("red & circle", x, k=5)
+    assert result.info["centred"] is True
+    expected = evaluate_query("red & circle", {"red": centred[:, 0], "circle": centred[:, 1]})
+    assert result.indices.tolist() == np.argsort(-expected, kind="stable")[:5].tolist()
+
+
+def test_unknown_concepts_and_bad_arguments(axis_bank):
+    x = torch.randn(10, 9)
+    with pytest.raises(UnknownNameError, match="Did you mean 'striped'"):
+        Retriever(axis_bank).search('"red" & "stripped"', x)
+    with pytest.raises(QuerySyntaxError):
+        Retriever(axis_bank).search('"red" &', x)
+    with pytest.raises(DataError, match="k must be a positive"):
+        Retriever(axis_bank).search("red", x, k=0)
+    with pytest.raises(DataError, match="ConceptBank or a Space"):
+        Retriever(["red"])
+    with pytest.raises(DataError, match="no images to search"):
+        Retriever(axis_bank).search("red", torch.zeros(0, 9))
+
+
+def test_a_space_embeds_the_querys_own_concepts():
+    space = FakeSpace(dim=6)
+    x = torch.randn(50, 6, generator=torch.Generator().manual_seed(2))
+    result = Retriever(space, centre=False).search('"a red thing" | "a blue thing"', x, k=4)
+    bank = ConceptBank.build(space, ["a red thing", "a blue thing"])
+    cos = (torch.nn.functional.normalize(x, dim=1) @ bank.embeddings.T).numpy()
+    expected = np.maximum(*(((cos[:, j] - cos[:, j].mean()) / cos[:, j].std()) for j in range(2)))
+    assert result.indices.tolist() == np.argsort(-expected, kind="stable")[:4].tolist()
+
+
+def test_chunked_store_search_equals_the_in_memory_search(labelled_images, tmp_path):
+    from t2c_captum.features import extract_features
+
+    space = FakeSpace(dim=6)
+    bank = ConceptBank.build(space, ["red", "blue", "green", "striped", "dotted", "large", "small", "star"])
+    store = extract_features(labelled_images, {"source": space}, store=tmp_path / "s", shard_size=5,
+                             progress=False)
+    assert store.manifest["n_shards"] == 5
+    features = store.load(["source"])
+    query = '("red" | "blue">q0.7) & ~"striped">0.1'
+    for centre in (True, False):
+        retriever = Retriever(bank, centre=centre, batch_size=7)
+        chunked = retriever.search(query, store, k=24)
+        memory = retriever.search(query, features["source"][features["indices"].argsort()], k=24)
+        assert chunked.indices.tolist() == memory.indices.tolist()
+        torch.testing.assert_close(chunked.margins, memory.margins)
+        by_path = retriever.search(query, str(tmp_path / "s"), k=3)
+        assert by_path.indices.tolist() == chunked.indices[:3].tolist()
+
+
+def test_grid_is_written(labelled_images, tmp_path, axis_bank):
+    from PIL import Image
+
+    from t2c_captum.data import open_source
+
+    source = open_source(labelled_images)
+    x = torch.randn(len(source), 9, generator=torch.Generator().manual_seed(3))
+    result = Retriever(axis_bank).search("red & ~blue", x, k=6)
+    path = result.grid(source, tmp_path / "out" / "grid.png", cols=3)
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width > image.height > 0
+    everything = Retriever(axis_bank).search("red", x, k=len(source))
+    with pytest.raises(DataError, match="same images that were searched"):
+        everything.grid(open_source(labelled_images / "cat"), tmp_path / "bad.png")
+    empty = Retriever(axis_bank).search("red>q1", x, k=3, matching_only=True)
+    with pytest.raises(DataError, match="no grid"):
+        empty.grid(source, tmp_path / "empty.png")
+
+
+# ---------------------------------------------------------------- the CLI
+class _FakesPlugin:
+    @hookimpl
+    def register_backbones(self, register):
+        register("fake-ret-bb", lambda **_: FakeBackbone(dim=10, name="fake-ret-bb"))
+
+    @hookimpl
+    def register_spaces(self, register):
+        register("fake-ret-space", lambda **_: FakeSpace(dim=6, name="fake-ret-space"))
+
+
+def test_cli_retrieve_matches_the_library(labelled_images, tmp_path):
+    from t2c_captum.aligners import load_aligner
+    from t2c_captum.cli import app
+    from t2c_captum.features import extract_features
+    from t2c_captum.plugins import temporary_plugin
+
+    with temporary_plugin(_FakesPlugin(), "fakes-retrieval"):
+        fitted = runner.invoke(app, ["fit", "fake-ret-bb", "fake-ret-space", "--data", str(labelled_images),
+                                     "--out", str(tmp_path / "al"), "--json"])
+        assert fitted.exit_code == 0, fitted.output
+        query = '"red" & ~"blue">z1'
+        args = ["retrieve", str(tmp_path / "al"), query, "--data", str(labelled_images), "-k", "5"]
+        out = runner.invoke(app, [*args, "--json", "--grid", str(tmp_path / "g.png")])
+        assert out.exit_code == 0, out.output
+        got = json.loads(out.output)
+        aligner = load_aligner(str(tmp_path / "al"))
+        store = extract_features(labelled_images, {"source": FakeBackbone(dim=10, name="fake-ret-bb")},
+                                 progress=False)
+        expected = Retriever(FakeSpace(dim=6, name="fake-ret-space"), aligner).search(query, store, k=5)
+        assert [r["index"] for r in got["results"]] == expected.indices.tolist()
+        assert got["n_searched"] == 24 and (tmp_path / "g.png").is_file() and got["centred"] is False
+        human = runner.invoke(app, args)
+        assert human.exit_code == 0 and "images match" in human.output
+        data = ["-d", str(labelled_images)]
+        bad = runner.invoke(app, ["retrieve", str(tmp_path / "al"), '"red" & | "blue"', *data])
+        assert bad.exit_code == 2 and "position 8" in bad.output and "^" in bad.output
+        listed = runner.invoke(app, [*args, "--concepts", "red,blue,green", "--json"])
+        assert listed.exit_code == 0 and json.loads(listed.output)["bank"] == 3, listed.output
+        al = str(tmp_path / "al")
+        unknown = runner.invoke(app, ["retrieve", al, "red & bleu", *data, "-c", "red,blue"])
+        assert unknown.exit_code == 2 and "Did you mean 'blue'" in unknown.output
+        bad_threshold = runner.invoke(app, [*args, "--threshold", "q2"])
+        assert bad_threshold.exit_code == 2 and "quantile threshold" in bad_threshold.output
+
+
+# ---------------------------------------------------------------- the concept world (slow)
+#: Queries of reliable factors (colour, background, size, position) that the aligned world-ae
+#: supports with today's tiny CLIP; the issue's queries also need shapes and patterns.
+RELIABLE_QUERIES = ['"red" & "dark background"', '"large" & "on the left"', '"purple" & ~"noisy background"']
+
+
+@pytest.fixture(scope="module")
+def world_precision(world_aligned, tmp_path_factory):
+    """``get(backbone, query text) -> (precision@10, |answers|)`` on world:test (2000 images)."""
+    from t2c_captum.features import extract_features
+    from t2c_captum.world.adapters import world_source
+    from t2c_captum.world.tasks import answer_set
+
+    source, searches = world_source("test", n=2000), {}
+
+    def get(backbone: str, text: str) -> tuple[float, int]:
+        if backbone not in searches:
+            bb, space, aligner = world_aligned("world-ae" if backbone == "world-clip" else backbone, 3000)
+            if backbone == "world-clip":  # the reference: the tiny CLIP's own image embeddings
+                bb, aligner = space, None
+            store = extract_features(source, {"source": bb}, store=tmp_path_factory.mktemp(backbone),
+                                     progress=False)
+            searches[backbone] = (Retriever(ConceptBank.from_vocabulary(space, "world"), aligner), store)
+        retriever, store = searches[backbone]
+        answers = answer_set(text, source.items)
+        ranked = retriever.search(text, store, k=10).indices.tolist()
+        return float(np.mean([i in answers for i in ranked])), len(answers)
+
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", RELIABLE_QUERIES)
+def test_world_ae_retrieves_reliable_factor_queries(world_precision, text):
+    precision, n = world_precision("world-ae", text)
+    assert precision >= 0.9, f"precision@10 {precision:.2f} for {text} ({n} answers)"
+
+
+#: The issue's known-answer queries that reach precision@10 >= 0.9 with the weights of 2026-11-29
+#: (benchmarks/world_retrieval.py; the others are in docs/retrieval.md): the aligned world-ae carries
+#: colour but not shape, world-cnn shape but not colour, and the tiny CLIP itself does not separate
+#: patterns (zero-shot 0.28), so only the CLIP answers the shape-and-colour queries.
+SUPPORTED_ISSUE_QUERIES = [
+    ("world-ae", '"yellow" & ~"square"'),
+    ("world-clip", '"yellow" & ~"square"'),
+    ("world-clip", '"star" & "noisy background"'),
+    ("world-clip", '"triangle" & "dark background" & ~"small"'),
+    ("world-clip", '"orange" & "cross" & ~"light background"'),
+    ("world-clip", '"red" & "circle" & ~"striped background"'),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("backbone", "text"), SUPPORTED_ISSUE_QUERIES)
+def test_world_issue_queries_reach_precision_0_9(world_precision, backbone, text):
+    from t2c_captum.world.tasks import RETRIEVAL_QUERIES
+
+    assert text in [q.text for q in RETRIEVAL_QUERIES]
+    precision, n = world_precision(backbone, text)
+    assert precision >= 0.9, f"precision@10 {precision:.2f} for {text} with {backbone} ({n} answers)"
