@@ -159,6 +159,17 @@ def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(scale > 1e-8, scale, 1.0)
 
 
+def _temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The scale of ``logits`` that minimises the validation log-loss (temperature scaling)."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    def loss(log_scale: float) -> float:
+        return float(-log_softmax(np.exp(log_scale) * logits, axis=1)[np.arange(len(y)), y].mean())
+
+    return float(np.exp(minimize_scalar(loss, bounds=(-3.0, 5.0), method="bounded").x))
+
+
 def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
     return float((logits.argmax(1) == y).mean())
 
@@ -442,7 +453,11 @@ class ConceptBottleneck:
         chosen = self._choose(path)
         self.path_ = path
         self.C_ = path[chosen].C
-        self.coef_, self.intercept_ = fits[chosen]
+        coef, intercept = fits[chosen]
+        # a strongly regularised sparse model is right but timid (flat probabilities): one scale,
+        # fitted on the validation set, calibrates them without changing any prediction or sparsity
+        self.temperature_ = _temperature(a_v @ coef.T + intercept, yv)
+        self.coef_, self.intercept_ = coef * self.temperature_, intercept * self.temperature_
         self.val_accuracy_ = path[chosen].val_accuracy
 
     def _choose(self, path: list[PathPoint]) -> int:
@@ -581,6 +596,7 @@ class ConceptBottleneck:
             probe_C=self.probe_C_,
             n_train=self.n_train_,
             n_val=self.n_val_,
+            extra={"temperature": float(getattr(self, "temperature_", 1.0))},
         )
 
     # ------------------------------------------------------------------ persistence
@@ -779,6 +795,7 @@ def _restore(model: ConceptBottleneck, meta: dict[str, Any], t: dict[str, torch.
     model.probe_C_ = report.get("probe_C")
     model.path_ = [PathPoint(**p) for p in report.get("path", [])]
     model.n_train_, model.n_val_ = int(report.get("n_train", 0)), int(report.get("n_val", 0))
+    model.temperature_ = float(report.get("extra", {}).get("temperature", 1.0))
     if model.coef_.shape != (len(model.class_names_), len(model.bank)):
         raise CheckpointFormatError(
             f"saved weights are {tuple(model.coef_.shape)} but the model has {len(model.class_names_)} "

@@ -357,3 +357,22 @@ def test_cli_errors_are_clear(world_aligned, tmp_path):
     assert unlabelled.exit_code == 2 and "no labels" in unlabelled.output
     missing = runner.invoke(app, ["cbm", "eval", str(tmp_path / "nope"), "--data", "world:test:colour:10"])
     assert missing.exit_code == 2 and "not a saved concept bottleneck" in missing.output
+
+
+def test_probabilities_are_calibrated_on_validation_data_without_changing_predictions():
+    from scipy.special import log_softmax
+
+    bank, xtr, ytr = _synthetic(600, seed=1)
+    _, xv, yv = _synthetic(300, seed=2)
+    cbm = ConceptBottleneck(bank, Cs=FAST_CS, probe=False).fit(xtr, ytr, xv, yv)
+    logits = cbm.decision_function(xv)
+
+    def log_loss(scale: float) -> float:
+        return float(-log_softmax(scale * logits, axis=1)[np.arange(len(yv)), np.asarray(yv)].mean())
+
+    # the fitted scale is the best one: neither sharper nor flatter probabilities do better
+    assert log_loss(1.0) <= min(log_loss(0.8), log_loss(1.25)) + 1e-9
+    unscaled = (cbm.transform(xv) @ cbm.coef_.T + cbm.intercept_) / cbm.temperature_
+    np.testing.assert_array_equal(unscaled.argmax(1), cbm.predict(xv))
+    assert cbm.temperature_ != pytest.approx(1.0)
+    assert cbm.report().extra["temperature"] == pytest.approx(cbm.temperature_)
