@@ -10,22 +10,21 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from t2c_captum.concepts import ConceptBank, concept_scores
 from t2c_captum.features import extract_features
 from t2c_captum.world.adapters import fit_world_aligner, world_concepts, world_source
+from t2c_captum.world.checks import factor_value_gaps, factor_value_masks
 
 
-def separation(scores, factors, bank) -> dict[str, tuple[float, float]]:
+def separation(scores, samples, bank) -> dict[str, tuple[float, float]]:
     """Concept → (mean gap, AUC) between images with and without its factor value."""
-    out = {}
-    for concept, (factor, value) in world_concepts().items():
-        has = np.array([f[factor] == value for f in factors])
-        col = scores[:, bank.index(concept)].numpy()
-        out[concept] = (float(col[has].mean() - col[~has].mean()), float(roc_auc_score(has, col)))
-    return out
+    gaps = factor_value_gaps(scores, bank, samples)
+    return {
+        concept: (gaps[concept], float(roc_auc_score(has, scores[:, bank.index(concept)].numpy())))
+        for concept, has in factor_value_masks(samples).items()
+    }
 
 
 def main() -> None:
@@ -40,10 +39,10 @@ def main() -> None:
     source = world_source("test", n=args.n_test)
     encoders = {"world-clip": space, **{name: bb for name, (bb, _, _) in fitted.items()}}
     store = extract_features(source, encoders, progress=False).load(list(encoders))
-    factors = source.items.factors
-    results = {"world-clip": separation(concept_scores(store["world-clip"], bank), factors, bank)}
+    samples = source.items.samples
+    results = {"world-clip": separation(concept_scores(store["world-clip"], bank), samples, bank)}
     for name, (_, _, aligner) in fitted.items():
-        results[name] = separation(concept_scores(store[name], bank, aligner), factors, bank)
+        results[name] = separation(concept_scores(store[name], bank, aligner), samples, bank)
     by_factor: dict[str, list[str]] = {}
     for concept, (factor, _) in world_concepts().items():
         by_factor.setdefault(factor, []).append(concept)

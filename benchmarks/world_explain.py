@@ -22,13 +22,11 @@ import torch
 from t2c_captum.concepts import ConceptBank
 from t2c_captum.explain import (
     ConceptProbe,
-    attribute_concept,
-    explain_predictions,
     name_units,
     text_tcav,
 )
 from t2c_captum.world.adapters import fit_world_aligner, world_concepts, world_source
-from t2c_captum.world.checks import object_masks, unit_selectivity
+from t2c_captum.world.checks import concept_maps_by_value, named_shape_hits, object_masks, unit_selectivity
 from t2c_captum.world.generator import FACTORS
 
 RANDOM_TEXTS = ["one", "two", "three", "small", "large", "on the left", "in the centre", "on the right"]
@@ -40,26 +38,12 @@ def pixel_rows(models: dict, bank: ConceptBank, samples: list, images: torch.Ten
     for label, (backbone, aligner, factor) in models.items():
         probe = ConceptProbe(backbone, aligner, bank, list(FACTORS[factor]))
         point, mass = [], []
-        for value in FACTORS[factor]:
-            idx = [i for i, s in enumerate(samples) if s.value(factor) == value]
-            if idx:
-                maps = attribute_concept(probe, images[idx], value, "integrated_gradients")
-                point += maps.pointing_game(masks[idx]).tolist()
-                mass += maps.mass_inside(masks[idx]).tolist()
+        for idx, maps in concept_maps_by_value(probe, images, samples, factor):
+            point += maps.pointing_game(masks[idx]).tolist()
+            mass += maps.mass_inside(masks[idx]).tolist()
         rows.append(f"| {label} | {factor} | {np.mean(point):.3f} | {np.mean(mass):.3f} | "
                     f"{masks.float().mean():.3f} |")
     return rows
-
-
-def named_attribution_hits(backbone, aligner, bank, samples, images) -> tuple[float, int]:
-    with torch.no_grad():
-        feats = backbone(images)
-        pred = backbone.classify(feats).argmax(1)
-    truth = torch.tensor([FACTORS["shape"].index(s.shape) for s in samples])
-    ok = pred == truth
-    names = explain_predictions(backbone, feats[ok], aligner, bank, pred[ok], k=3)
-    hits = [FACTORS["shape"][int(p)] in [c for c, _ in row] for row, p in zip(names, pred[ok], strict=True)]
-    return float(np.mean(hits)), int(ok.sum())
 
 
 def main() -> None:
@@ -80,7 +64,8 @@ def main() -> None:
     models = {"world-cnn aligned": (cnn, cnn_al, "shape"), "world-ae aligned": (ae, ae_al, "colour"),
               "tiny CLIP itself": (space, None, "shape"), "tiny CLIP itself ": (space, None, "colour")}
     print("\n".join(pixel_rows(models, bank, samples, images)))
-    hit, n = named_attribution_hits(cnn, cnn_al, bank, samples, images)
+    hits = named_shape_hits(cnn, cnn_al, bank, samples, images)
+    hit, n = float(np.mean(hits)), len(hits)
     print(f"\n## Named attributions\n\nworld-cnn correct predictions (n={n}): true shape in the top 3 "
           f"names of the attribution: {hit:.3f}\n")
     print("## Text-CAV TCAV (world-cnn aligned at encoder.trunk, 40 images per class)\n")

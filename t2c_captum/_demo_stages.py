@@ -19,19 +19,15 @@ def _row(capability: str, measured: str, target: str, passed: bool, seconds: flo
 def _concept_scores(bank: Any, store: Any, source: Any, aligners: dict, names: list[str]) -> dict:
     from .concepts import concept_scores
     from .world.adapters import world_concepts
+    from .world.checks import factor_value_gaps
 
     t0 = time.perf_counter()
-    factors = source.items.factors
     feats = store.load(names)
     worst = {}
     for name in names:
         scores = concept_scores(feats[name], bank, aligners[name])
-        gaps = []
-        for concept, (factor, value) in world_concepts().items():
-            has = np.array([f[factor] == value for f in factors])
-            col = scores[:, bank.index(concept)]
-            gaps.append(float(col[has].mean() - col[~has].mean()))
-        worst[name] = sum(g > 0 for g in gaps)
+        gaps = factor_value_gaps(scores, bank, source.items.samples)
+        worst[name] = sum(g > 0 for g in gaps.values())
     text = ", ".join(f"{n} {k}/{len(world_concepts())}" for n, k in worst.items())
     best = max(worst.values())
     return _row("concept scores: factor values scoring higher where present", text,
@@ -102,8 +98,8 @@ def _retrieval(bank: Any, store: Any, source: Any, aligners: dict, names: list[s
 
 
 def _explain(bank: Any, backbone: Any, aligner: Any, source: Any, n: int) -> dict:
-    from .explain import ConceptProbe, attribute_concept
-    from .world.checks import object_masks
+    from .explain import ConceptProbe
+    from .world.checks import concept_maps_by_value, object_masks
     from .world.generator import FACTORS
 
     t0 = time.perf_counter()
@@ -112,11 +108,8 @@ def _explain(bank: Any, backbone: Any, aligner: Any, source: Any, n: int) -> dic
     masks = object_masks(samples)
     probe = ConceptProbe(backbone, aligner, bank, list(FACTORS["shape"]))
     hits = []
-    for shape in FACTORS["shape"]:
-        idx = [i for i, s in enumerate(samples) if s.shape == shape]
-        if idx:
-            maps = attribute_concept(probe, images[idx], shape, "integrated_gradients", n_steps=16)
-            hits += maps.pointing_game(masks[idx]).tolist()
+    for idx, maps in concept_maps_by_value(probe, images, samples, "shape", n_steps=16):
+        hits += maps.pointing_game(masks[idx]).tolist()
     share = float(np.mean(hits))
     return _row("Captum: shape concept maps point at the object", f"world-cnn pointing game {share:.2f}",
                 ">= 0.80", share >= 0.8, time.perf_counter() - t0)

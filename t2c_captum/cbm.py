@@ -271,10 +271,7 @@ class ConceptBottleneck:
             raise DataError("Cs must be a non-empty list of positive regularisation values")
         if max_nonzero_per_class is not None and max_nonzero_per_class < 1:
             raise DataError("max_nonzero_per_class must be at least 1 (or None)")
-        if aligner is not None:
-            target = getattr(aligner, "target_", None) or {}
-            if target.get("id"):
-                bank.check_space(str(target["id"]))
+        bank.check_aligner(aligner)
         self.bank = bank
         self.aligner = aligner
         self.l1_ratio = float(l1_ratio)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ._exceptions import T2CError
+from .commands._common import DeviceOpt, JsonOpt
 
 app = typer.Typer(
     name="t2c",
@@ -35,9 +36,7 @@ DataOpt = Annotated[
         help="Images: a folder, a labelled ImageFolder tree, a CSV/TXT list, or world:SPLIT[:FACTOR].",
     ),
 ]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")]
 PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16/fp16 on CUDA), bf16, fp16 or fp32.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")]
 
 
 def _fail(exc: Exception) -> None:
@@ -186,6 +185,18 @@ def fit_cmd(
     console.print(f"saved {saved} and {saved.with_suffix('.safetensors')}")
 
 
+def _recorded_backbone(aligner: Any, backbone: str | None, checkpoint: str | None) -> Any:
+    """The backbone an aligner records (or ``backbone`` instead), at the layer it was fitted on."""
+    from .backbones import load_backbone
+
+    layer = aligner.source_.get("layer")
+    return load_backbone(
+        backbone or aligner.source_.get("id", ""),
+        checkpoint=checkpoint,
+        layer=None if layer in (None, "penultimate") else layer,
+    )
+
+
 def _load_pair(
     aligner_path: str,
     backbone: str | None,
@@ -193,21 +204,12 @@ def _load_pair(
     checkpoint: str | None,
     space_checkpoint: str | None,
 ) -> tuple[Any, Any, Any]:
-    from .aligners import load_aligner
-    from .backbones import load_backbone
+    from .aligners import check_compatible, load_aligner
     from .pipeline import load_target
 
     aligner = load_aligner(aligner_path)
-    src, tgt = aligner.source_, aligner.target_
-    layer = src.get("layer")
-    bb = load_backbone(
-        backbone or src.get("id", ""),
-        checkpoint=checkpoint,
-        layer=None if layer in (None, "penultimate") else layer,
-    )
-    tg = load_target(space or tgt.get("id", ""), checkpoint=space_checkpoint)
-    from .aligners import check_compatible
-
+    bb = _recorded_backbone(aligner, backbone, checkpoint)
+    tg = load_target(space or aligner.target_.get("id", ""), checkpoint=space_checkpoint)
     check_compatible(aligner, bb, tg)
     return aligner, bb, tg
 

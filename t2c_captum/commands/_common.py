@@ -9,7 +9,23 @@ import typer
 
 from ..concepts import ConceptBank, Vocabulary, resolve_vocabulary
 
-__all__ = ["AlignedData", "ConceptsOpt", "VocabularyOpt", "load_aligned", "make_bank"]
+__all__ = [
+    "AlignedData",
+    "BackboneOpt",
+    "CheckpointOpt",
+    "ConceptsOpt",
+    "DeviceOpt",
+    "JsonOpt",
+    "VocabularyOpt",
+    "backbone_features",
+    "load_aligned",
+    "make_bank",
+]
+
+BackboneOpt = Annotated[str | None, typer.Option(help="Override the backbone recorded in the aligner.")]
+CheckpointOpt = Annotated[str | None, typer.Option(help="Local backbone weights.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")]
 
 VocabularyOpt = Annotated[
     str | None,
@@ -36,11 +52,18 @@ class AlignedData:
         self, data: str, *, batch_size: int = 64, device: str = "auto", progress: bool = True
     ) -> Any:
         """A feature store (key ``source``) of the backbone's features of ``data``."""
-        from ..features import extract_features
+        return backbone_features(data, self.backbone, batch_size=batch_size, device=device, progress=progress)
 
-        return extract_features(
-            data, {"source": self.backbone}, batch_size=batch_size, device=device, progress=progress
-        )
+
+def backbone_features(
+    data: Any, backbone: Any, *, batch_size: int = 64, device: str = "auto", progress: bool = True
+) -> Any:
+    """A feature store (key ``source``) of ``backbone``'s features of ``data``."""
+    from ..features import extract_features
+
+    return extract_features(
+        data, {"source": backbone}, batch_size=batch_size, device=device, progress=progress
+    )
 
 
 def load_aligned(aligner: str, backbone: str | None = None, checkpoint: str | None = None) -> AlignedData:

@@ -10,7 +10,17 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from ._common import ConceptsOpt, VocabularyOpt, load_aligned, make_bank
+from ._common import (
+    BackboneOpt,
+    CheckpointOpt,
+    ConceptsOpt,
+    DeviceOpt,
+    JsonOpt,
+    VocabularyOpt,
+    backbone_features,
+    load_aligned,
+    make_bank,
+)
 
 cbm_app = typer.Typer(
     help="Concept bottleneck models: classify through a few named concepts (sparse, explainable).",
@@ -21,33 +31,16 @@ DataOpt = Annotated[
     str,
     typer.Option("--data", "-d", help="Labelled images: an ImageFolder tree, a CSV, or world:SPLIT:FACTOR."),
 ]
-BackboneOpt = Annotated[str | None, typer.Option(help="Override the backbone recorded in the aligner.")]
-CheckpointOpt = Annotated[str | None, typer.Option(help="Local backbone weights.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")]
 
 
 def _load_backbone(aligner: Any, backbone: str | None, checkpoint: str | None) -> Any:
     """The backbone a saved CBM's aligner was fitted for (checked to match)."""
     from ..aligners import check_compatible
-    from ..backbones import load_backbone
+    from ..cli import _recorded_backbone
 
-    src = aligner.source_
-    layer = src.get("layer")
-    bb = load_backbone(
-        backbone or src.get("id", ""),
-        checkpoint=checkpoint,
-        layer=None if layer in (None, "penultimate") else layer,
-    )
+    bb = _recorded_backbone(aligner, backbone, checkpoint)
     check_compatible(aligner, bb)
     return bb
-
-
-def _store(source: Any, backbone: Any, batch_size: int, device: str, progress: bool) -> Any:
-    from ..features import extract_features
-
-    encoders = {"source": backbone}
-    return extract_features(source, encoders, batch_size=batch_size, device=device, progress=progress)
 
 
 def _load_cbm(path: str, backbone: str | None, checkpoint: str | None) -> tuple[Any, Any]:
@@ -110,8 +103,10 @@ def fit_cmd(
     try:
         pair = load_aligned(aligner, backbone, checkpoint)
         bank = make_bank(pair.space, vocabulary, concepts)
-        train = _store(data, pair.backbone, batch_size, device, not as_json)
-        val = _store(val_data, pair.backbone, batch_size, device, not as_json)
+        train, val = (
+            backbone_features(d, pair.backbone, batch_size=batch_size, device=device, progress=not as_json)
+            for d in (data, val_data)
+        )
         cbm = ConceptBottleneck(
             bank,
             pair.aligner,
@@ -156,7 +151,7 @@ def eval_cmd(
 
     try:
         cbm, bb = _load_cbm(model, backbone, checkpoint)
-        store = _store(data, bb, batch_size, device, not as_json)
+        store = backbone_features(data, bb, batch_size=batch_size, device=device, progress=not as_json)
         x, y, names = labelled_features(store, cbm.aligner)
         result = {"data": data, **cbm.evaluate(x, _remap(y, names, cbm.class_names_))}
     except T2CError as exc:
@@ -200,7 +195,8 @@ def explain_cmd(
             items = source.items
             head = items[:limit] if isinstance(items, list) else Subset(items, range(limit))  # type: ignore[arg-type]
             source = ImageSource(head, name=source.name)
-        data = _store(source, bb, batch_size, device, False).load(["source"])
+        store = backbone_features(source, bb, batch_size=batch_size, device=device, progress=False)
+        data = store.load(["source"])
         exp = cbm.explain(data["source"])
         probs = cbm.predict_proba(data["source"])
         rows = [

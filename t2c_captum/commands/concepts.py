@@ -9,7 +9,16 @@ import torch
 import typer
 from rich.table import Table
 
-from ._common import ConceptsOpt, VocabularyOpt, load_aligned, make_bank
+from ._common import (
+    BackboneOpt,
+    CheckpointOpt,
+    ConceptsOpt,
+    DeviceOpt,
+    JsonOpt,
+    VocabularyOpt,
+    load_aligned,
+    make_bank,
+)
 
 
 def concepts_cmd(
@@ -26,13 +35,11 @@ def concepts_cmd(
             "instead of raw cosine (which favours concepts that score high on every image)."
         ),
     ] = True,
-    backbone: Annotated[
-        str | None, typer.Option(help="Override the backbone recorded in the aligner.")
-    ] = None,
-    checkpoint: Annotated[str | None, typer.Option(help="Local backbone weights.")] = None,
+    backbone: BackboneOpt = None,
+    checkpoint: CheckpointOpt = None,
     batch_size: int = 64,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")] = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")] = False,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
 ) -> None:
     """Name what a backbone sees: top concepts per image, and which concepts dominate the dataset."""
     from ..cli import T2CError, _fail, console

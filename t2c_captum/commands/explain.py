@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import ConceptsOpt, VocabularyOpt, load_aligned, make_bank
+from ._common import (
+    BackboneOpt,
+    CheckpointOpt,
+    ConceptsOpt,
+    JsonOpt,
+    VocabularyOpt,
+    load_aligned,
+    make_bank,
+)
 
 
 def explain_cmd(
@@ -25,11 +33,9 @@ def explain_cmd(
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Named concepts per prediction.")] = 5,
     limit: Annotated[int, typer.Option(help="At most this many images.")] = 16,
     out: Annotated[Path, typer.Option(help="Folder for the figures.")] = Path("runs/explain"),
-    backbone: Annotated[
-        str | None, typer.Option(help="Override the backbone recorded in the aligner.")
-    ] = None,
-    checkpoint: Annotated[str | None, typer.Option(help="Local backbone weights.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")] = False,
+    backbone: BackboneOpt = None,
+    checkpoint: CheckpointOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Map concepts onto the pixels of images and name what drove the backbone's own predictions."""
     import torch

@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ._common import ConceptsOpt, VocabularyOpt, load_aligned, make_bank
+from ._common import (
+    BackboneOpt,
+    CheckpointOpt,
+    ConceptsOpt,
+    DeviceOpt,
+    JsonOpt,
+    VocabularyOpt,
+    load_aligned,
+    make_bank,
+)
 
 
 def retrieve_cmd(
@@ -32,11 +41,11 @@ def retrieve_cmd(
         typer.Option("--centre/--no-centre", help="Centre scores on the bank's concepts (default: 8+)."),
     ] = None,
     matching_only: Annotated[bool, typer.Option(help="List only images that satisfy the query.")] = False,
-    backbone: Annotated[str | None, typer.Option(help="Override the aligner's recorded backbone.")] = None,
-    checkpoint: Annotated[str | None, typer.Option(help="Local backbone weights.")] = None,
+    backbone: BackboneOpt = None,
+    checkpoint: CheckpointOpt = None,
     batch_size: int = 64,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")] = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")] = False,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
 ) -> None:
     """Find the images that satisfy QUERY: concepts joined by & (and), | (or), ~ (not).
 

@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ._common import ConceptsOpt, VocabularyOpt, load_aligned, make_bank
+from ._common import (
+    BackboneOpt,
+    CheckpointOpt,
+    ConceptsOpt,
+    DeviceOpt,
+    VocabularyOpt,
+    load_aligned,
+    make_bank,
+)
 
 
 def _fmt(value: float, spec: str) -> str:
@@ -36,10 +44,10 @@ def shift_cmd(
     ] = "glass",
     csv_path: Annotated[str | None, typer.Option("--csv", help="Write all rows as CSV here.")] = None,
     plot_path: Annotated[str | None, typer.Option("--plot", help="Save a bar chart (PNG/PDF/SVG).")] = None,
-    backbone: Annotated[str | None, typer.Option(help="Override the aligner's recorded backbone.")] = None,
-    checkpoint: Annotated[str | None, typer.Option(help="Local backbone weights.")] = None,
+    backbone: BackboneOpt = None,
+    checkpoint: CheckpointOpt = None,
     batch_size: int = 64,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")] = "auto",
+    device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON instead.")] = False,
 ) -> None:
     """Diagnose a distribution shift: the concepts whose scores differ between --source and --target.

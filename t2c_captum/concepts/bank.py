@@ -243,6 +243,12 @@ class ConceptBank:
                 f"{space_id!r}; rebuild the bank with that space"
             )
 
+    def check_aligner(self, aligner: Any) -> None:
+        """Raise if ``aligner`` (when it records its target space) maps into another space."""
+        target = getattr(aligner, "target_", None) or {}
+        if target.get("id"):
+            self.check_space(str(target["id"]))
+
     def __repr__(self) -> str:
         shown = ", ".join(self.concepts[:5]) + (", ..." if len(self) > 5 else "")
         return f"ConceptBank({len(self)} concepts in {self.space_id!r}: {shown})"

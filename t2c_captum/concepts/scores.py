@@ -16,12 +16,6 @@ from .bank import ConceptBank
 __all__ = ["ConceptSummary", "concept_scores", "iter_store_scores", "summarize_scores", "top_concepts"]
 
 
-def _check_aligner(bank: ConceptBank, aligner: Any) -> None:
-    target = getattr(aligner, "target_", None) or {}
-    if target.get("id"):
-        bank.check_space(str(target["id"]))
-
-
 @torch.no_grad()
 def concept_scores(
     X: Any, bank: ConceptBank, aligner: Any = None, *, batch_size: int = 8192
@@ -39,7 +33,7 @@ def concept_scores(
     """
     x = as_tensor_2d(X, "features")
     if aligner is not None:
-        _check_aligner(bank, aligner)
+        bank.check_aligner(aligner)
     device = getattr(getattr(aligner, "weight_", None), "device", torch.device("cpu"))
     weights = bank.embeddings.to(device)
     out = []

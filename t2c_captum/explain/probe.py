@@ -86,9 +86,7 @@ class ConceptProbe(nn.Module):
         names = list(concepts) if concepts is not None else list(bank.concepts)
         self.concepts = names
         self.register_buffer("concept_embeddings", bank.embeddings[bank.indices(names)].clone())
-        target = getattr(aligner, "target_", None) or {}
-        if target.get("id"):
-            bank.check_space(str(target["id"]))
+        bank.check_aligner(aligner)
 
     def target(self, concept: str | int) -> int:
         """Output column of a concept (by name or index)."""

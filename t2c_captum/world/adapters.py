@@ -171,23 +171,19 @@ def fit_world_aligner(
     progress: bool = False,
     layer: str | None = None,
 ) -> tuple[Backbone, Space, Any]:
-    """A world backbone, the tiny CLIP and a closed-form aligner between them, fitted on the
-    first ``n_train`` training images (for examples, tests and the demo's later stages); ``layer``
-    aligns an inner layer of the model (average-pooled) instead of its features.
+    """A world backbone, the tiny CLIP and a closed-form aligner between them, fitted by
+    :func:`~t2c_captum.pipeline.fit_aligner` on the first ``n_train`` training images (for examples,
+    tests and benchmarks); ``layer`` aligns an inner layer of the model (average-pooled) instead of
+    its features; ``store_dir`` holds the feature store (default: the cache).
 
     Returns:
         ``(backbone, space, aligner)``.
     """
-    from ..aligners import make_aligner
     from ..backbones import load_backbone
-    from ..features import extract_features
-    from ..pipeline import fit_from_store
+    from ..pipeline import fit_aligner
     from ..spaces import load_space
 
     bb, space = load_backbone(backbone, layer=layer), load_space("world-clip")
-    store = extract_features(
-        world_source("train", n=n_train), {"source": bb, "target": space}, store=store_dir, progress=progress
-    )
-    aligner = fit_from_store(store, make_aligner("linear"))
-    aligner.source_, aligner.target_ = dict(bb.identity), dict(space.identity)
+    data = world_source("train", n=n_train)
+    aligner, _ = fit_aligner(bb, space, data, cache_dir=store_dir, progress=progress)
     return bb, space, aligner

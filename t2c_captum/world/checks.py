@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from t2c_captum.world.generator import FACTORS, Sample, object_mask
 
-__all__ = ["object_masks", "unit_selectivity"]
+__all__ = [
+    "concept_maps_by_value",
+    "factor_value_gaps",
+    "factor_value_masks",
+    "named_shape_hits",
+    "object_masks",
+    "unit_selectivity",
+]
 
 
 def object_masks(samples: Sequence[Sample]) -> torch.Tensor:
@@ -36,3 +44,55 @@ def unit_selectivity(features: torch.Tensor, samples: Sequence[Sample]) -> list[
             best = np.where(better, d, best)
             names = [(factor, value) if better[u] else names[u] for u in range(x.shape[1])]
     return names
+
+
+def factor_value_masks(samples: Sequence[Sample]) -> dict[str, np.ndarray]:
+    """Concept text → which of ``samples`` have its factor value, for every world concept."""
+    from t2c_captum.world.adapters import world_concepts
+
+    return {c: np.array([s.value(f) == v for s in samples]) for c, (f, v) in world_concepts().items()}
+
+
+def factor_value_gaps(scores: torch.Tensor, bank: Any, samples: Sequence[Sample]) -> dict[str, float]:
+    """Concept → its mean score on images with its factor value minus the mean on images without."""
+    out = {}
+    for concept, has in factor_value_masks(samples).items():
+        column = scores[:, bank.index(concept)]
+        out[concept] = float(column[has].mean() - column[~has].mean())
+    return out
+
+
+def concept_maps_by_value(
+    probe: Any,
+    images: torch.Tensor,
+    samples: Sequence[Sample],
+    factor: str = "shape",
+    per_value: int | None = None,
+    **kwargs: Any,
+) -> list[tuple[list[int], Any]]:
+    """Integrated-gradients maps of each value's concept on the images that have it:
+    ``[(image indices, ConceptMaps), ...]`` for every value of ``factor`` present."""
+    from t2c_captum.explain import attribute_concept
+
+    out = []
+    for value in FACTORS[factor]:
+        idx = [i for i, s in enumerate(samples) if s.value(factor) == value][:per_value]
+        if idx:
+            out.append((idx, attribute_concept(probe, images[idx], value, "integrated_gradients", **kwargs)))
+    return out
+
+
+def named_shape_hits(
+    backbone: Any, aligner: Any, bank: Any, samples: Sequence[Sample], images: torch.Tensor, k: int = 3
+) -> list[bool]:
+    """For each correct shape prediction of ``backbone``'s head: is the true shape among the ``k``
+    concepts :func:`~t2c_captum.explain.explain_predictions` names?"""
+    from t2c_captum.explain import explain_predictions
+
+    with torch.no_grad():
+        feats = backbone(images)
+        pred = backbone.classify(feats).argmax(1)
+    truth = torch.tensor([FACTORS["shape"].index(s.shape) for s in samples])
+    ok = pred == truth
+    named = explain_predictions(backbone, feats[ok], aligner, bank, pred[ok], k=k)
+    return [FACTORS["shape"][int(p)] in [c for c, _ in row] for row, p in zip(named, pred[ok], strict=True)]

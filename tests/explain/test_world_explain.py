@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from t2c_captum.concepts import ConceptBank
-from t2c_captum.explain import ConceptProbe, attribute_concept, explain_predictions, name_units, text_tcav
+from t2c_captum.explain import ConceptProbe, name_units, text_tcav
 from t2c_captum.world.adapters import world_concepts, world_source
-from t2c_captum.world.checks import object_masks, unit_selectivity
+from t2c_captum.world.checks import concept_maps_by_value, named_shape_hits, object_masks, unit_selectivity
 from t2c_captum.world.generator import FACTORS
 
 pytestmark = pytest.mark.slow
@@ -37,9 +37,9 @@ def test_shape_concept_maps_point_at_the_object(world_aligned, bank, test_images
     probe = ConceptProbe(backbone, aligner, bank, list(FACTORS["shape"]))
     masks = object_masks(samples)
     hits = []
-    for shape in FACTORS["shape"]:
-        idx = [i for i, s in enumerate(samples) if s.shape == shape][:12]
-        maps = attribute_concept(probe, images[idx], shape, "integrated_gradients", n_steps=16)
+    found = concept_maps_by_value(probe, images, samples, "shape", per_value=12, n_steps=16)
+    assert len(found) == len(FACTORS["shape"])
+    for idx, maps in found:
         hits += maps.pointing_game(masks[idx]).tolist()
         # the map is far denser on the object than the object's share of the image
         assert maps.mass_inside(masks[idx]).mean() > 2 * masks[idx].float().mean()
@@ -49,14 +49,7 @@ def test_shape_concept_maps_point_at_the_object(world_aligned, bank, test_images
 def test_predictions_are_named_by_their_shape(world_aligned, bank, test_images):
     backbone, _, aligner = world_aligned("world-cnn")
     samples, images = test_images
-    with torch.no_grad():
-        feats = backbone(images)
-        pred = backbone.classify(feats).argmax(1)
-    truth = torch.tensor([FACTORS["shape"].index(s.shape) for s in samples])
-    ok = pred == truth
-    named = explain_predictions(backbone, feats[ok], aligner, bank, pred[ok], k=3)
-    hits = [FACTORS["shape"][int(p)] in [c for c, _ in row] for row, p in zip(named, pred[ok], strict=True)]
-    assert np.mean(hits) >= 0.8
+    assert np.mean(named_shape_hits(backbone, aligner, bank, samples, images, k=3)) >= 0.8
 
 
 @pytest.fixture(scope="module")
