@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from t2c_captum.concepts import ConceptBank, concept_scores
 from t2c_captum.features import extract_features
-from t2c_captum.world.adapters import fit_world_aligner, world_concepts, world_source
+from t2c_captum.world.adapters import WORLD_BACKBONES, fit_world_aligner, world_concepts, world_source
 from t2c_captum.world.checks import factor_value_gaps, factor_value_masks
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=2000)
     args = parser.parse_args()
     start = time.perf_counter()
-    fitted = {name: fit_world_aligner(name, args.n_train) for name in ("world-cnn", "world-ae")}
+    fitted = {name: fit_world_aligner(name, args.n_train) for name in WORLD_BACKBONES}
     space = next(iter(fitted.values()))[1]
     bank = ConceptBank.from_vocabulary(space, "world")
     source = world_source("test", n=args.n_test)

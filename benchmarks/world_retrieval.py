@@ -1,6 +1,6 @@
 """Precision@k of text-constrained retrieval on the concept world's known-answer queries.
 
-Fits closed-form aligners from the world's non-CLIP backbones (world-ae, world-cnn) to its tiny CLIP,
+Fits closed-form aligners from each of the world's non-CLIP backbones to its tiny CLIP,
 extracts features of world:test (2000 images), and searches them for each query of
 ``t2c_captum.world.tasks.RETRIEVAL_QUERIES`` with the "world" vocabulary's concepts; the CLIP's own
 image embeddings are searched as the reference. Prints markdown tables (docs/retrieval.md).
@@ -19,7 +19,7 @@ import numpy as np
 from t2c_captum.concepts import ConceptBank
 from t2c_captum.features import extract_features
 from t2c_captum.retrieval import Retriever, cosine, quantile, zscore
-from t2c_captum.world.adapters import fit_world_aligner, world_source
+from t2c_captum.world.adapters import WORLD_BACKBONES, fit_world_aligner, world_source
 from t2c_captum.world.dataset import WorldDataset
 from t2c_captum.world.tasks import RETRIEVAL_QUERIES, answer_set
 
@@ -61,7 +61,7 @@ def main() -> None:
     dataset = source.items
     results: dict[str, dict[str, list]] = {}
     space = None
-    for name in ("world-ae", "world-cnn"):
+    for name in WORLD_BACKBONES:
         bb, space, aligner = fit_world_aligner(name, args.n_train, store_dir=str(work / f"{name}-train"))
         encoders = {"source": bb, "target": space} if name == "world-ae" else {"source": bb}
         store = extract_features(source, encoders, store=work / f"{name}-test", progress=False)

@@ -26,13 +26,15 @@ from pathlib import Path
 
 import torch
 
+from t2c_captum.world.adapters import WORLD_BACKBONES
+
 
 def weights_id() -> str:
     """Short hashes of the world weights in use (they are retrained from time to time)."""
     folder = Path(__import__("t2c_captum.world", fromlist=["x"]).__file__).parent / "weights"
     return ", ".join(
         f"{name}={hashlib.sha256((folder / f'{name}.safetensors').read_bytes()).hexdigest()[:10]}"
-        for name in ("world-clip", "world-ae", "world-cnn")
+        for name in ("world-clip", *WORLD_BACKBONES)
     )
 
 
@@ -54,7 +56,7 @@ def main() -> None:
 
     start = time.perf_counter()
     encoders = {}
-    for name in ("world-ae", "world-cnn"):
+    for name in WORLD_BACKBONES:
         backbone, space, aligner = fit_world_aligner(name, args.n_train)
         encoders[name] = (backbone, aligner)
     encoders["world-clip (own)"] = (space, None)

@@ -34,6 +34,15 @@ from .backbones import Backbone, ModuleBackbone, load_backbone, module_backbone
 from .cbm import CBMReport, ConceptBottleneck
 from .concepts import ConceptBank, concept_scores, load_vocabulary, summarize_scores, top_concepts
 from .data import ImageSource, open_source
+from .decoders import (
+    CaptionDecoder,
+    PrefixDecoder,
+    caption_direction,
+    caption_features,
+    caption_images,
+    load_decoder,
+    train_prefix_decoder,
+)
 from .features import FeatureStore, extract_features
 from .hookspecs import hookimpl
 from .pipeline import EvalReport, FitReport, evaluate_store, fit_aligner, load_target
@@ -48,6 +57,7 @@ __all__ = [
     "AlignmentMetrics",
     "Backbone",
     "CBMReport",
+    "CaptionDecoder",
     "ConceptBank",
     "ConceptBottleneck",
     "CheckpointFormatError",
@@ -62,6 +72,7 @@ __all__ = [
     "LinearAligner",
     "ModuleBackbone",
     "NotFittedError",
+    "PrefixDecoder",
     "PluginError",
     "RetrievalResult",
     "Retriever",
@@ -73,6 +84,9 @@ __all__ = [
     "WorldError",
     "ZeroShotClassifier",
     "__version__",
+    "caption_direction",
+    "caption_features",
+    "caption_images",
     "concept_scores",
     "diagnose_shift",
     "evaluate_store",
@@ -83,6 +97,7 @@ __all__ = [
     "hookimpl",
     "load_aligner",
     "load_backbone",
+    "load_decoder",
     "load_space",
     "load_target",
     "load_vocabulary",
@@ -93,4 +108,5 @@ __all__ = [
     "shift_report",
     "summarize_scores",
     "top_concepts",
+    "train_prefix_decoder",
 ]

@@ -115,10 +115,49 @@ def _explain(bank: Any, backbone: Any, aligner: Any, source: Any, n: int) -> dic
                 ">= 0.80", share >= 0.8, time.perf_counter() - t0)
 
 
+def _decoder(
+    space: Any, backbones: dict, aligners: dict, store: Any, source: Any, n: int, n_shift: int
+) -> list[dict]:
+    from .decoders.world import caption_accuracy, world_decoder, world_shift_captions
+    from .world.tasks import SHIFT_TASKS
+
+    t0 = time.perf_counter()
+    decoder = world_decoder()
+    names = list(backbones)
+    feats = store.load([space.name, *names])
+    samples = source.items.samples[:n]
+    clip = caption_accuracy(decoder.decode(feats[space.name][:n]), samples)
+    aligned = {
+        name: caption_accuracy(decoder.decode(aligners[name].transform(feats[name][:n])), samples)
+        for name in names
+    }
+    t1 = time.perf_counter()
+
+    def pct(acc: dict) -> str:
+        return f"{100 * acc['all']:.0f}% (shape {100 * acc['shape']:.0f}, colour {100 * acc['colour']:.0f})"
+
+    rows = [
+        _row("concept-to-text: captions of the tiny CLIP's image embeddings name shape and colour",
+             f"{pct(clip)} of {len(samples)} test images", ">= 85%", clip["all"] >= 0.85, t1 - t0),
+        _row("concept-to-text: captions of aligned features name shape and colour",
+             ", ".join(f"{k} {pct(v)}" for k, v in aligned.items()), ">= 80% (an aligned backbone)",
+             max(v["all"] for v in aligned.values()) >= 0.80, 0.0),
+    ]
+    shifts = world_shift_captions(decoder, backbones["world-ae"], aligners["world-ae"],
+                                  [t for t in SHIFT_TASKS if t.strength == 0.5], n=n_shift)
+    missed = [r["task"] for r in shifts if not r["named"]]
+    text = f"world-ae {len(shifts) - len(missed)}/{len(shifts)}"
+    text += f" (missed {', '.join(missed)})" if missed else ""
+    rows.append(_row("concept-to-text: shift directions (strength 0.5) name the shifted value", text,
+                     "all", not missed, time.perf_counter() - t1))
+    return rows
+
+
 def capability_checks(
     space: Any, backbones: dict, aligners: dict, train: Any, test: Any, test_source: Any, n_shift: int = 500
 ) -> list[dict[str, Any]]:
-    """Concept scores, CBM, shift, retrieval and Captum maps on the demo's stores and aligners."""
+    """Concept scores, CBM, shift, retrieval, Captum maps and concept-to-text on the demo's stores and
+    aligners."""
     from .concepts import ConceptBank
 
     bank = ConceptBank.from_vocabulary(space, "world")
@@ -129,4 +168,5 @@ def capability_checks(
         _shift(bank, backbones["world-ae"], aligners["world-ae"], n_shift),
         _retrieval(bank, test, test_source, aligners, names),
         _explain(bank, backbones["world-cnn"], aligners["world-cnn"], test_source, 60),
+        *_decoder(space, backbones, aligners, test, test_source, 500, n_shift),
     ]

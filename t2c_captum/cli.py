@@ -141,6 +141,17 @@ def fit_cmd(
         str | None, typer.Option(help="Feature-store folder (default ~/.cache/t2c_captum).")
     ] = None,
     strict: Annotated[bool, typer.Option(help="Fail on unreadable images instead of skipping them.")] = False,
+    backend: Annotated[
+        str, typer.Option(help="local (in-process) or ray (Ray Data workers; pip install 't2c_captum[ray]').")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: local Ray).")
+    ] = None,
+    ray_workers: Annotated[int, typer.Option(help="Ray workers extracting in parallel.")] = 2,
+    channels_last: Annotated[
+        bool, typer.Option(help="Channels-last memory format (helps conv nets on GPUs with bf16/fp16).")
+    ] = False,
+    compile: Annotated[bool, typer.Option(help="torch.compile the models first (GPU, long runs).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Fit an aligner from BACKBONE features to SPACE embeddings and report its held-out quality."""
@@ -165,6 +176,11 @@ def fit_cmd(
             cache_dir=cache_dir,
             strict=strict,
             progress=not as_json,
+            backend=backend,
+            ray_address=ray_address,
+            ray_workers=ray_workers,
+            channels_last=channels_last,
+            compile=compile,
         )
         saved = aligner.save(out)
     except T2CError as exc:

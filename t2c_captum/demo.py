@@ -60,13 +60,15 @@ def run_demo(
     progress: bool = True,
     console: Console | None = None,
     with_capabilities: bool = True,
+    write_report: bool | None = None,
 ) -> dict[str, Any]:
     """Fit ``world-cnn`` and ``world-ae`` → ``world-clip`` and evaluate them per factor.
 
     Each split is decoded and encoded once for all three models. With ``with_capabilities`` the
     capabilities built on the aligners (concept scores, CBM, shift diagnosis, retrieval, Captum maps)
-    are checked against the world's truth too. Returns a summary dict (also written to
-    ``OUT/summary.json``) and prints tables to ``console``.
+    are checked against the world's truth too. With ``write_report`` (default: as ``with_capabilities``)
+    the concept report of world-cnn on the test split is written to ``OUT/report/index.html``.
+    Returns a summary dict (also written to ``OUT/summary.json``) and prints tables to ``console``.
     """
     from .world.adapters import world_source, world_task
 
@@ -141,10 +143,29 @@ def run_demo(
         "capabilities": capabilities,
         "seconds": time.perf_counter() - start,
     }
+    if with_capabilities if write_report is None else write_report:
+        summary["report"] = _demo_report(out, progress)
+        summary["seconds"] = time.perf_counter() - start
     atomic_write_json(out / "summary.json", summary)
     if console is not None:
         _print(console, summary, out)
     return summary
+
+
+def _demo_report(out: Path, progress: bool) -> dict[str, Any]:
+    """The HTML concept report of world-cnn (``OUT/report/``); a problem becomes a note, not a failure."""
+    from ._exceptions import T2CError
+    from .report import build_report
+
+    t0 = time.perf_counter()
+    try:
+        result = build_report(out / "world-cnn", "world:test:shape:200", out / "report",
+                              compare_data="world:compositional:shape:200",
+                              queries=['"star" & ~"small"', '"circle" & "large"'], n_samples=8, n_maps=4,
+                              overwrite=True, progress=progress)
+    except T2CError as exc:
+        return {"path": None, "error": str(exc), "seconds": time.perf_counter() - t0}
+    return {"path": str(result.index), "sections": result.present, "seconds": time.perf_counter() - t0}
 
 
 def _print(console: Console, summary: dict[str, Any], out: Path) -> None:
@@ -194,4 +215,8 @@ def _print(console: Console, summary: dict[str, Any], out: Path) -> None:
             mark = "[green]PASS[/]" if c["passed"] else "[red]FAIL[/]"
             caps.add_row(mark, c["capability"], c["measured"], c["target"], f"{c['seconds']:.0f}")
         console.print(caps)
+    rep = summary.get("report")
+    if rep:
+        where = rep["path"] or f"not written: {rep['error']}"
+        console.print(f"concept report of world-cnn: {where} ({rep['seconds']:.0f} s)", highlight=False)
     console.print(f"done in {summary['seconds']:.0f} s; aligners and summary.json in {out}/")

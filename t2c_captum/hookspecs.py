@@ -87,3 +87,16 @@ def register_concept_vocabularies(register: Register) -> None:
 
     .. versionadded:: 0.1
     """
+
+
+@hookspec
+def register_decoders(register: Register) -> None:
+    """Register caption decoders: turn embeddings of a space into text (concept-to-text).
+
+    :param register: call ``register(name, loader, description="")``; ``loader(**options)`` must
+        return a caption decoder (see :class:`t2c_captum.decoders.CaptionDecoder`: ``decode``,
+        ``embed_dim``, ``space_identity``), typically ``PrefixDecoder.load(path)`` or
+        ``load_clipcap(path, gpt=...)``. Accept ``**kwargs`` and ignore what you do not use.
+
+    .. versionadded:: 0.2
+    """

@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._exceptions import UnknownNameError
+from ._exceptions import DataError, UnknownNameError
 from .aligners import Aligner, AlignmentMetrics, make_aligner
+from .aligners.linear import LinearAligner
 from .backbones import Backbone, load_backbone
 from .features import FeatureStore, extract_features
 from .spaces import Space, load_space
@@ -117,7 +118,8 @@ class _Accumulator:
         if self.n == 0 or self.sy is None:
             return AlignmentMetrics(float("nan"), float("nan"), 0)
         sst = self.syy - float(self.sy @ self.sy) / self.n
-        return AlignmentMetrics(1 - self.sse / sst, self.cos / self.n, self.n)
+        r2 = 1 - self.sse / sst if sst > 0 else float("nan")  # e.g. a single held-out row
+        return AlignmentMetrics(r2, self.cos / self.n, self.n)
 
 
 @dataclass
@@ -242,6 +244,11 @@ def fit_aligner(
     cache_dir: str | None = None,
     strict: bool = False,
     progress: bool = True,
+    backend: str = "local",
+    ray_address: str | None = None,
+    ray_workers: int = 2,
+    channels_last: bool = False,
+    compile: bool = False,
 ) -> tuple[Aligner, FitReport]:
     """Align ``backbone`` to ``target`` (a space, or another backbone) on ``data``.
 
@@ -256,6 +263,12 @@ def fit_aligner(
         eval_data (optional): separate evaluation images. Default: ``None``
         kind (str, optional): a registered aligner kind. Default: ``"linear"``
         aligner_params (dict, optional): hyper-parameters for the aligner. Default: ``None``
+        backend (str, optional): ``"local"`` (in-process) or ``"ray"`` (Ray Data workers; needs
+            ``t2c_captum[ray]``). Either way a closed-form aligner is fitted from statistics
+            accumulated while the features stream, without reading them again. Default: ``"local"``
+        ray_address (str, optional): the Ray cluster (``None``: a local Ray instance). Default: ``None``
+        ray_workers (int, optional): Ray workers extracting in parallel. Default: ``2``
+        channels_last / compile (bool, optional): see :func:`~t2c_captum.features.extract_features`.
 
     Returns:
         (Aligner, FitReport): the fitted aligner and what was measured.
@@ -269,20 +282,32 @@ def fit_aligner(
         from pathlib import Path
 
         store_dir = Path(cache_dir)
-    opts = dict(
+    if backend not in ("local", "ray"):
+        raise DataError(f"backend must be 'local' or 'ray', not {backend!r}")
+    opts: dict[str, Any] = dict(
         batch_size=batch_size,
-        num_workers=num_workers,
         device=device,
         precision=precision,
         strict=strict,
         progress=progress,
+        channels_last=channels_last,
+        compile=compile,
     )
+    if backend == "ray":
+        opts.update(backend="ray", address=ray_address, workers=ray_workers)
+    else:
+        opts.update(num_workers=num_workers)
+    aligner = make_aligner(kind, **(aligner_params or {}))
     t0 = time.perf_counter()
-    train_store = _extract(data, encoders, store_dir, "train", opts)
+    streamed = isinstance(aligner, LinearAligner)
+    linear = aligner if isinstance(aligner, LinearAligner) else None
+    train_store = _extract(data, encoders, store_dir, "train", opts, linear)
     seconds["extract"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    aligner = make_aligner(kind, **(aligner_params or {}))
-    fit_from_store(train_store, aligner)
+    if streamed:
+        aligner._ensure_solved()  # statistics were summed while the features streamed
+    else:
+        fit_from_store(train_store, aligner)
     aligner.source_, aligner.target_ = dict(bb.identity), dict(tg.identity)
     seconds["fit"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -306,9 +331,17 @@ def fit_aligner(
 
 
 def _extract(
-    data: Any, encoders: dict[str, nn.Module], root: Any, label: str, opts: dict[str, Any]
+    data: Any,
+    encoders: dict[str, nn.Module],
+    root: Any,
+    label: str,
+    opts: dict[str, Any],
+    aligner: LinearAligner | None = None,
 ) -> FeatureStore:
+    """Extract a store; with ``aligner``, add every shard's fit statistics to it as shards finish
+    (and those of shards an earlier run had finished, read back from the store)."""
     from .data import open_source
+    from .features.ray_backend import shard_stats
 
     source = open_source(data)
     store = None
@@ -317,4 +350,36 @@ def _extract(
 
         ids = {n: dict(getattr(e, "identity", {})) for n, e in encoders.items()}
         store = root / f"{label}-{store_key(ids, source.fingerprint, 4096)}"
-    return extract_features(source, encoders, store=store, **opts)
+    opts = dict(opts)
+    keys = ("source", "target")
+    fraction = aligner.validation_fraction if aligner is not None else 0.1
+    if opts.pop("backend", "local") == "ray":
+        from .features.ray_backend import extract_features_ray
+
+        address, workers = opts.pop("address"), opts.pop("workers")
+        fs, stats = extract_features_ray(source, encoders, store=store, num_workers=workers, address=address,
+                                         stats_keys=keys if aligner is not None else None,
+                                         validation_fraction=fraction, **opts)
+        if aligner is not None and stats is not None:
+            aligner.add_stats(*stats)
+        return fs
+    seen: set[int] = set()
+
+    def add(shard: int, tensors: dict[str, torch.Tensor]) -> None:
+        if aligner is not None:
+            seen.add(shard)
+            aligner.add_stats(*shard_stats(tensors, keys, fraction))
+
+    callback = add if aligner is not None else None
+    fs = extract_features(source, encoders, store=store, on_shard=callback, **opts)
+    if aligner is not None:
+        for shard, tensors in _finished_shards(fs, list(keys)):
+            if shard not in seen:
+                aligner.add_stats(*shard_stats(tensors, keys, fraction))
+    return fs
+
+
+def _finished_shards(fs: FeatureStore, names: list[str]) -> Any:
+    from .features.ray_backend import enumerate_shards
+
+    return enumerate_shards(fs, names)

@@ -473,6 +473,57 @@ def evaluate_query(
     return q._margins(term)
 
 
+def _positive_terms(q: Query, negated: bool = False) -> Iterator[Concept]:
+    """The concept terms not under an odd number of NOTs."""
+    if isinstance(q, Concept):
+        if not negated:
+            yield q
+    elif isinstance(q, Not):
+        yield from _positive_terms(q.item, not negated)
+    elif isinstance(q, (And, Or)):
+        for item in q.items:
+            yield from _positive_terms(item, negated)
+
+
+def _covered(q: Query) -> bool:
+    """Whether every image satisfying ``q`` must exceed some positive concept's cut-off (so an
+    index's candidates for those concepts can hold all the answers)."""
+    if isinstance(q, Concept):
+        return True
+    if isinstance(q, And):
+        return any(_covered(i) for i in q.items)
+    if isinstance(q, Or):
+        return all(_covered(i) for i in q.items)
+    return False  # NOT: its images are those far from a concept, which no index lists
+
+
+def _margins_from_stats(
+    q: Query,
+    scores: np.ndarray,
+    raw: np.ndarray,
+    concepts: list[str],
+    stats: Mapping[str, Mapping[str, Any]],
+    default: Threshold,
+) -> np.ndarray:
+    """Like :func:`evaluate_query`, with each concept's collection statistics given (not computed
+    from the rows at hand)."""
+    term: dict[Concept, np.ndarray] = {}
+    for t in set(q.terms()):
+        j, st = concepts.index(t.text), stats[t.text]
+        thr = t.threshold or default
+        if thr.kind == "cosine":
+            std = float(st["raw_std"]) or 1.0
+            term[t] = (raw[:, j] - thr.value) / std
+            continue
+        std = float(st["std"]) or 1.0
+        if thr.kind == "z":
+            cut = float(st["mean"]) + thr.value * std
+        else:
+            cut = float(np.quantile(st["sample"], thr.value))
+        term[t] = (scores[:, j] - cut) / std
+    return q._margins(term)
+
+
 # --------------------------------------------------------------------------- the retriever
 
 
@@ -627,7 +678,14 @@ class Retriever:
         return ConceptBank.build(self.space, Vocabulary(q.concepts(), name="query"))
 
     def search(
-        self, query: Query | str, data: Any, k: int = 10, *, matching_only: bool = False
+        self,
+        query: Query | str,
+        data: Any,
+        k: int = 10,
+        *,
+        matching_only: bool = False,
+        index: Any = None,
+        candidates: int | None = None,
     ) -> RetrievalResult:
         """The ``k`` images with the largest margins.
 
@@ -637,6 +695,11 @@ class Retriever:
                 shard, or in-memory features ``[N, d]`` (indices are then ``0..N-1``).
             k (int, optional): results wanted. Default: ``10``
             matching_only (bool, optional): drop results whose margin is not positive. Default: ``False``
+            index (FaissIndex, optional): a :class:`~t2c_captum.faiss_index.FaissIndex` built for
+                ``data`` and this retriever's aligner: candidates come from the index (see
+                :meth:`_search_index` for what stays exact). Default: ``None`` (exact chunked search)
+            candidates (int, optional): rows fetched from the index per positive concept.
+                Default: ``max(50·k, 2000)``
 
         Returns:
             RetrievalResult: the ranked results.
@@ -647,6 +710,12 @@ class Retriever:
         bank = self.bank_for(q)
         concepts = q.concepts()
         centre = self.centre if self.centre is not None else len(bank) >= 8
+        if index is not None:
+            if _covered(q):
+                return self._search_index(q, data, k, bank, centre, index, matching_only, candidates)
+            fallback = "exact (the query has a branch without a positive concept)"
+        else:
+            fallback = None
         indices, raw, mean = self._collect(data, bank, bank.indices(concepts))
         scores = raw - mean[:, None] if centre else raw
         margins = evaluate_query(
@@ -666,7 +735,84 @@ class Retriever:
             n_matching=int((margins > 0).sum()),
             n_searched=int(margins.shape[0]),
             info={"centred": centre, "default_threshold": str(self.default_threshold),
-                  "bank": len(bank), "space_id": bank.space_id},
+                  "bank": len(bank), "space_id": bank.space_id,
+                  **({"index": fallback} if fallback else {})},
+        )
+
+    def _search_index(
+        self,
+        q: Query,
+        data: Any,
+        k: int,
+        bank: ConceptBank,
+        centre: bool,
+        index: Any,
+        matching_only: bool,
+        candidates: int | None,
+    ) -> RetrievalResult:
+        """Search with a FAISS index: candidates from the index, margins computed exactly on them.
+
+        For every positive (not negated) concept of the query the index returns the ``candidates``
+        rows with the largest score in the direction that concept's threshold uses (its embedding,
+        or its embedding minus the bank's mean concept when scores are centred). On the union of
+        those rows every term's score is then computed exactly from the stored vectors, NOT terms
+        and thresholds included. What stays exact: every score, the z-score cut-offs and standard
+        deviations (from the collection's mean and covariance, kept with the index), cosine
+        cut-offs, AND/OR/NOT, the ranking among candidates. What may differ from the exact search:
+        an image that is not among the candidates of any positive concept is not returned (IVF adds
+        its own approximation to candidate lists); quantile cut-offs are estimated from the
+        index's row sample (exact when the store has no more rows than the sample); ``n_matching``
+        counts matching candidates only (a lower bound, flagged in ``info``).
+        """
+        from .features import FeatureStore
+
+        if isinstance(data, (str, os.PathLike)):
+            data = FeatureStore(data)
+        if not isinstance(data, FeatureStore):
+            raise DataError("searching with an index needs the FeatureStore it was built from")
+        index.check(data, self.aligner, self.key)
+        concepts = q.concepts()
+        emb = bank.embeddings.double().numpy()
+        cols = bank.indices(concepts)
+        raw_w = emb[cols].T  # [dim, c]
+        mean_w = emb.mean(0)
+        cen_w = raw_w - mean_w[:, None] if centre else raw_w
+        n_cand = int(candidates or max(50 * k, 2000))
+        positive = list(dict.fromkeys(t.text for t in _positive_terms(q)))
+        by_term: dict[str, np.ndarray] = {}
+        for text in positive:
+            j = concepts.index(text)
+            term_kinds = {(t.threshold or self.default_threshold).kind for t in q.terms() if t.text == text}
+            for kind in term_kinds:
+                by_term[f"{text}:{kind}"] = (raw_w if kind == "cosine" else cen_w)[:, j]
+        directions = np.stack(list(by_term.values())).astype(np.float32)
+        _, found = index.search(directions, n_cand)
+        ids = np.unique(found[found >= 0])
+        vectors = index.reconstruct(ids).astype(np.float64)
+        raw = vectors @ raw_w
+        scores = vectors @ cen_w
+        stats = {}
+        cen_mean, cen_std = index.moments(cen_w)
+        raw_mean, raw_std = index.moments(raw_w)
+        kinds = {(t.threshold or self.default_threshold).kind for t in q.terms()}
+        sampled = index.sample @ cen_w.astype(np.float32) if "quantile" in kinds else None
+        for j, c in enumerate(concepts):
+            stats[c] = {"mean": cen_mean[j], "std": cen_std[j], "raw_std": raw_std[j],
+                        "raw_mean": raw_mean[j], "sample": None if sampled is None else sampled[:, j]}
+        margins = _margins_from_stats(q, scores, raw, concepts, stats, self.default_threshold)
+        order = np.lexsort((ids, -margins))[:k]
+        if matching_only:
+            order = order[margins[order] > 0]
+        return RetrievalResult(
+            query=q,
+            indices=torch.from_numpy(ids[order].copy()),
+            margins=torch.from_numpy(margins[order].astype(np.float32)),
+            scores={c: torch.from_numpy(raw[order, j].astype(np.float32)) for j, c in enumerate(concepts)},
+            n_matching=int((margins > 0).sum()),
+            n_searched=len(index),
+            info={"centred": centre, "default_threshold": str(self.default_threshold),
+                  "bank": len(bank), "space_id": bank.space_id, "index": index.kind,
+                  "candidates": int(ids.shape[0]), "n_matching_is_lower_bound": True},
         )
 
     def _chunks(self, data: Any, bank: ConceptBank) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

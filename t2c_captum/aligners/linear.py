@@ -95,6 +95,16 @@ class SufficientStats:
         return self
 
 
+def _to(stats: SufficientStats, device: torch.device) -> SufficientStats:
+    if stats.sx.device == device:
+        return stats
+    out = SufficientStats(0, 0)
+    out.n = stats.n
+    for name in ("shift_x", "shift_y", "sx", "sy", "sxx", "sxy", "syy"):
+        setattr(out, name, getattr(stats, name).to(device))
+    return out
+
+
 class _Problem:
     """The standardised ridge problem of the training rows, and the held-out error of any solution."""
 
@@ -200,6 +210,25 @@ class LinearAligner(Aligner):
             self.holdout_stats_ = SufficientStats(X.shape[1], Y.shape[1], dev)
         self.train_stats_.update(X[~held], Y[~held])
         self.holdout_stats_.update(X[held], Y[held])
+        self._stale = True
+        return self
+
+    def add_stats(self, train: SufficientStats, holdout: SufficientStats) -> LinearAligner:
+        """Add statistics accumulated elsewhere (another worker, another process, per shard):
+        the fit of the summed statistics equals the fit of all their rows at once."""
+        if self.train_stats_ is None or self.holdout_stats_ is None:
+            d, D = int(train.sx.shape[0]), int(train.sy.shape[0])
+            dev = torch.device(self.device) if self.device else None
+            self.train_stats_, self.holdout_stats_ = SufficientStats(d, D, dev), SufficientStats(d, D, dev)
+        if tuple(train.sxy.shape) != tuple(self.train_stats_.sxy.shape):
+            raise DataError(
+                f"statistics of {tuple(train.sxy.shape)} features cannot be added to an aligner "
+                f"accumulating {tuple(self.train_stats_.sxy.shape)}"
+            )
+        dev = self.train_stats_.sx.device
+        self.train_stats_.merge(_to(train, dev))
+        self.holdout_stats_.merge(_to(holdout, dev))
+        self._rows_seen += int(train.n + holdout.n)
         self._stale = True
         return self
 

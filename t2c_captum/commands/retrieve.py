@@ -41,6 +41,15 @@ def retrieve_cmd(
         typer.Option("--centre/--no-centre", help="Centre scores on the bank's concepts (default: 8+)."),
     ] = None,
     matching_only: Annotated[bool, typer.Option(help="List only images that satisfy the query.")] = False,
+    index: Annotated[
+        str,
+        typer.Option(help="exact (chunked search over the store), faiss-flat or faiss-ivf "
+                     "(pip install 't2c_captum[faiss]'; built beside the feature store on first use)."),
+    ] = "exact",
+    nprobe: Annotated[int | None, typer.Option(help="IVF cells visited per search (faiss-ivf).")] = None,
+    candidates: Annotated[
+        int | None, typer.Option(help="Rows fetched from the index per positive concept.")
+    ] = None,
     backbone: BackboneOpt = None,
     checkpoint: CheckpointOpt = None,
     batch_size: int = 64,
@@ -59,6 +68,9 @@ def retrieve_cmd(
     from ..data import open_source
     from ..retrieval import Retriever, parse_query, parse_threshold
 
+    kinds = {"exact": None, "faiss-flat": "flat", "faiss-ivf": "ivf"}
+    if index not in kinds:
+        raise typer.BadParameter(f"--index must be one of {', '.join(kinds)}, not {index!r}")
     try:
         parsed = parse_query(query)
         default = parse_threshold(threshold)
@@ -68,7 +80,14 @@ def retrieve_cmd(
         retriever.bank_for(parsed)  # unknown concepts fail before the images are read
         source = open_source(data)
         store = pair.features(data, batch_size=batch_size, device=device, progress=not as_json)
-        result = retriever.search(parsed, store, k=k, matching_only=matching_only)
+        found = None
+        kind = kinds[index]
+        if kind is not None:
+            from ..faiss_index import FaissIndex
+
+            found = FaissIndex.open(store, pair.aligner, kind=kind, nprobe=nprobe)
+        result = retriever.search(parsed, store, k=k, matching_only=matching_only, index=found,
+                                  candidates=candidates)
         saved = result.grid(source, grid, cols=cols) if grid is not None else None
     except T2CError as exc:
         _fail(exc)

@@ -7,7 +7,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -23,7 +23,9 @@ __all__ = [
     "from_dataset",
     "from_folder",
     "from_image_folder",
+    "from_parquet",
     "from_paths",
+    "from_tar",
     "open_source",
 ]
 
@@ -42,6 +44,11 @@ def _to_pil(obj: Any) -> Image.Image:
         return to_pil_image(obj).convert("RGB")
     if isinstance(obj, np.ndarray):
         return Image.fromarray(obj).convert("RGB")
+    if isinstance(obj, (TarMember, ParquetImage)):
+        import io
+
+        with Image.open(io.BytesIO(obj.read())) as img:
+            return img.convert("RGB")
     raise DataError(f"cannot turn a {type(obj).__name__} into an image")
 
 
@@ -85,7 +92,8 @@ class ImageSource(Dataset):
     def describe(self, index: int) -> str:
         """A human-readable pointer to item ``index`` (its path when it has one)."""
         item = self.items[index]
-        return str(item) if isinstance(item, (str, os.PathLike)) else f"{self.name}[{index}]"
+        pointer = (str, os.PathLike, TarMember, ParquetImage)
+        return str(item) if isinstance(item, pointer) else f"{self.name}[{index}]"
 
     def load(self, index: int) -> tuple[Image.Image, int]:
         """Decode item ``index``; raises on unreadable files."""
@@ -268,8 +276,19 @@ def open_source(spec: str | os.PathLike[str] | Dataset | ImageSource, **options:
         n = int(rest[1]) if len(rest) > 1 and rest[1] else options.get("n")
         return world_source(split, n=n, factor=factor or None)
     path = Path(text)
+    if path.is_file() and path.suffix == ".tar":
+        return from_tar([path])
+    if path.is_file() and path.suffix == ".parquet":
+        return from_parquet([path])
     if path.is_file():
         return from_csv(path)
+    if path.is_dir() and not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir()):
+        tars = sorted(p for p in path.iterdir() if p.suffix == ".tar")
+        if tars:
+            return from_tar(tars)
+        parquets = sorted(p for p in path.iterdir() if p.suffix == ".parquet")
+        if parquets:
+            return from_parquet(parquets)
     if not path.is_dir():
         raise DataError(f"{text!r} is neither a file, a directory nor 'world:SPLIT'")
     top_images = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
@@ -277,6 +296,125 @@ def open_source(spec: str | os.PathLike[str] | Dataset | ImageSource, **options:
     if has_class_dirs and not top_images:
         return from_image_folder(path)
     return from_folder(path)
+
+
+class TarMember:
+    """One image inside a tar shard: read by offset, so no archive is unpacked or kept open."""
+
+    __slots__ = ("offset", "size", "tar")
+
+    def __init__(self, tar: str, offset: int, size: int) -> None:
+        self.tar, self.offset, self.size = tar, offset, size
+
+    def read(self) -> bytes:
+        with open(self.tar, "rb") as fh:
+            fh.seek(self.offset)
+            return fh.read(self.size)
+
+    def __repr__(self) -> str:
+        return f"{self.tar}@{self.offset}"
+
+
+def from_tar(paths: Sequence[str | os.PathLike[str]]) -> ImageSource:
+    """Images in webdataset-style tar shards: members sharing a key (the name without its
+    extension) form one sample; its image is the first member with an image extension and its
+    label, when present, the integer in its ``.cls`` member. Samples keep the shards' order."""
+    import tarfile
+
+    items: list[TarMember] = []
+    labels: list[int] = []
+    digest = hashlib.sha256()
+    for tar_path in (os.fspath(p) for p in paths):
+        if not os.path.isfile(tar_path):
+            raise DataError(f"tar shard {tar_path!r} does not exist")
+        stat = os.stat(tar_path)
+        digest.update(f"{tar_path}|{stat.st_size}|{stat.st_mtime_ns};".encode())
+        samples: dict[str, dict[str, Any]] = {}
+        try:
+            with tarfile.open(tar_path, "r:") as tar:
+                for member in tar:
+                    if not member.isfile():
+                        continue
+                    key, _, ext = member.name.partition(".")
+                    sample = samples.setdefault(key, {})
+                    if f".{ext.lower()}" in IMAGE_EXTENSIONS and "image" not in sample:
+                        sample["image"] = TarMember(tar_path, member.offset_data, member.size)
+                    elif ext == "cls":
+                        fh = tar.extractfile(member)
+                        text = fh.read().decode().strip() if fh is not None else ""
+                        sample["label"] = int(text) if text.lstrip("-").isdigit() else -1
+        except tarfile.TarError as exc:
+            raise DataError(
+                f"{tar_path!r} is not a readable tar shard ({exc}); re-create or remove it"
+            ) from exc
+        for sample in samples.values():
+            if "image" in sample:
+                items.append(sample["image"])
+                labels.append(int(sample.get("label", -1)))
+    labelled = any(y >= 0 for y in labels)
+    name = os.fspath(paths[0]) if len(paths) == 1 else f"{len(paths)} tar shards"
+    return ImageSource(items, labels if labelled else None, name=name, fingerprint=digest.hexdigest()[:16])
+
+
+class ParquetImage:
+    """One image's bytes in a Parquet file: (file, row group, row in it, column); read lazily, one
+    row group cached per process (batches are consecutive rows, so decoding reads each group once)."""
+
+    __slots__ = ("column", "group", "path", "row")
+    _cache: ClassVar[dict[tuple[str, int, str], list[Any]]] = {}
+
+    def __init__(self, path: str, group: int, row: int, column: str) -> None:
+        self.path, self.group, self.row, self.column = path, group, row, column
+
+    def read(self) -> bytes:
+        key = (self.path, self.group, self.column)
+        if key not in ParquetImage._cache:
+            import pyarrow.parquet as pq
+
+            values = pq.ParquetFile(self.path).read_row_group(self.group, columns=[self.column])
+            ParquetImage._cache.clear()
+            ParquetImage._cache[key] = values.column(0).to_pylist()
+        value = ParquetImage._cache[key][self.row]
+        return value["bytes"] if isinstance(value, dict) else value
+
+    def __repr__(self) -> str:
+        return f"{self.path}#group{self.group}/row{self.row}"
+
+
+def from_parquet(
+    paths: Sequence[str | os.PathLike[str]], column: str = "image", label_column: str | None = "label"
+) -> ImageSource:
+    """Images stored as bytes in Parquet files (``column``: binary, or a struct with ``bytes`` as
+    Hugging Face datasets write it), with integer labels from ``label_column`` when present.
+    Needs ``pyarrow`` (installed with ``t2c_captum[ray]``)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise DataError("reading Parquet needs pyarrow: pip install pyarrow (or 't2c_captum[ray]')") from exc
+    items: list[ParquetImage] = []
+    labels: list[int] = []
+    digest = hashlib.sha256()
+    for path in (os.fspath(p) for p in paths):
+        stat = os.stat(path)
+        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{column};".encode())
+        try:
+            meta = pq.ParquetFile(path)
+        except Exception as exc:
+            raise DataError(f"{path!r} is not a readable Parquet file ({exc})") from exc
+        names = meta.schema_arrow.names
+        if column not in names:
+            raise DataError(f"{path!r} has no {column!r} column (it has {names}); pass column=...")
+        for group in range(meta.num_row_groups):
+            n = meta.metadata.row_group(group).num_rows
+            items.extend(ParquetImage(path, group, row, column) for row in range(n))
+        if label_column and label_column in names:
+            labels.extend(int(y) if y is not None else -1 for y in meta.read(columns=[label_column]).column(0)
+                          .to_pylist())
+        else:
+            labels.extend([-1] * meta.metadata.num_rows)
+    labelled = any(y >= 0 for y in labels)
+    name = os.fspath(paths[0]) if len(paths) == 1 else f"{len(paths)} parquet files"
+    return ImageSource(items, labels if labelled else None, name=name, fingerprint=digest.hexdigest()[:16])
 
 
 def open_images(items: Sequence[str]) -> ImageSource:

@@ -20,7 +20,17 @@ from .probe import (
     inplace_modules,
     without_inplace,
 )
-from .tcav import FeatureHeadModel, TextTCAVResult, text_cav, text_tcav
+from .tcav import (
+    FeatureHeadModel,
+    TextTCAVResult,
+    cav_similarity,
+    image_tcav,
+    mean_difference_cavs,
+    tcav_scores,
+    text_cav,
+    text_positives,
+    text_tcav,
+)
 
 __all__ = [
     "PIXEL_METHODS",
@@ -30,14 +40,19 @@ __all__ = [
     "NamedUnits",
     "TextTCAVResult",
     "attribute_concept",
+    "cav_similarity",
     "explain_predictions",
     "feature_attributions",
+    "image_tcav",
     "inplace_modules",
+    "mean_difference_cavs",
     "name_attributions",
     "name_difference",
     "name_directions",
     "name_units",
+    "tcav_scores",
     "text_cav",
+    "text_positives",
     "text_tcav",
     "without_inplace",
 ]

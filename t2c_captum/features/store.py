@@ -93,11 +93,47 @@ class FeatureStore:
 
     def write_shard(self, shard: int, tensors: dict[str, torch.Tensor], skipped: Sequence[int]) -> None:
         """Write one shard atomically, then record it in the manifest."""
+        self.write_shard_file(shard, tensors)
+        self.record_shard(shard, int(tensors["indices"].shape[0]), skipped)
+
+    def write_shard_file(self, shard: int, tensors: dict[str, torch.Tensor]) -> None:
+        """Write one shard's file atomically, without touching the manifest (for workers that are
+        not the manifest's single writer; see :meth:`record_shard`)."""
         atomic_write_tensors(self.shard_file(shard), tensors)
-        n = int(tensors["indices"].shape[0])
-        self.manifest["shards"][str(shard)] = {"n": n, "skipped": len(skipped)}
-        self.manifest["skipped"] = sorted(set(self.manifest["skipped"]) | set(skipped))
+
+    def record_shard(self, shard: int, n: int, skipped: Sequence[int]) -> None:
+        """Mark a written shard as done in the manifest (atomically)."""
+        self.manifest["shards"][str(shard)] = {"n": int(n), "skipped": len(skipped)}
+        self.manifest["skipped"] = sorted(set(self.manifest["skipped"]) | {int(i) for i in skipped})
         atomic_write_json(self.path / "manifest.json", self.manifest)
+
+    def verify(self, strict: bool = False) -> list[int]:
+        """Check that every shard marked done can be opened; returns the corrupt ones.
+
+        A corrupt shard (truncated, overwritten, unreadable) is un-marked and recorded in the
+        manifest's ``"corrupt"`` list, so the next extraction redoes it; with ``strict`` it is an
+        error instead (nothing is changed).
+        """
+        bad = []
+        for shard in range(self.manifest["n_shards"]):
+            if str(shard) not in self.manifest["shards"]:
+                continue
+            try:
+                with safe_open(str(self.shard_file(shard)), framework="pt") as fh:
+                    fh.keys()
+            except Exception:
+                bad.append(shard)
+        if bad and strict:
+            raise DataError(
+                f"feature store {str(self.path)!r} has corrupt shard(s) {bad}; delete those files "
+                "(or run without strict, which records and redoes them)"
+            )
+        if bad:
+            for shard in bad:
+                self.manifest["shards"].pop(str(shard), None)
+            self.manifest["corrupt"] = sorted(set(self.manifest.get("corrupt", [])) | set(bad))
+            atomic_write_json(self.path / "manifest.json", self.manifest)
+        return bad
 
     # -- reading ------------------------------------------------------------------------------
     @property
@@ -135,8 +171,15 @@ class FeatureStore:
         for shard in range(self.manifest["n_shards"]):
             if not self.is_done(shard):
                 continue
-            with safe_open(str(self.shard_file(shard)), framework="pt") as fh:
-                yield {k: fh.get_tensor(k) for k in wanted}
+            try:
+                with safe_open(str(self.shard_file(shard)), framework="pt") as fh:
+                    tensors = {k: fh.get_tensor(k) for k in wanted}
+            except Exception as exc:
+                raise DataError(
+                    f"shard {shard} of feature store {str(self.path)!r} is corrupt ({exc}); extract "
+                    "again (the shard is redone) or delete the store"
+                ) from exc
+            yield tensors
 
     def load(self, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """Everything (or ``names``) concatenated in memory; for stores that fit in RAM."""

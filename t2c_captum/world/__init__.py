@@ -22,7 +22,14 @@ from t2c_captum.world.generator import (
     max_count,
     render,
 )
-from t2c_captum.world.models import AutoEncoder, ShapeCNN, TinyCLIP, clip_tokenize, world_transform
+from t2c_captum.world.models import (
+    AutoEncoder,
+    ShapeCNN,
+    TinyCLIP,
+    WorldViT,
+    clip_tokenize,
+    world_transform,
+)
 from t2c_captum.world.tasks import (
     RETRIEVAL_QUERIES,
     SHIFT_TASKS,
@@ -63,6 +70,7 @@ __all__ = [
     "ShiftTask",
     "TinyCLIP",
     "WorldDataset",
+    "WorldViT",
     "answer_set",
     "caption_check",
     "class_prompts",

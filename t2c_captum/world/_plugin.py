@@ -25,3 +25,14 @@ def register_concept_vocabularies(register: Register) -> None:
     from .adapters import world_vocabulary
 
     register("world", world_vocabulary, description="every factor word of the concept world")
+
+
+@hookimpl
+def register_decoders(register: Register) -> None:
+    from ..decoders.world import world_decoder
+
+    register(
+        "world-decoder",
+        world_decoder,
+        description="caption decoder for world-clip, trained on the world's captions (cached on first use)",
+    )

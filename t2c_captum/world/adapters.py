@@ -26,6 +26,9 @@ __all__ = [
 WORLD_BACKBONES: dict[str, str] = {
     "world-cnn": "concept-world CNN trained supervised on shape (has its classifier head)",
     "world-ae": "concept-world autoencoder, never saw a label (latent features)",
+    # "world-vit" (WorldViT, supervised on every factor; head: its shape classifier; layers
+    # patch_embed, blocks.0-3) is trained by the training script but registered only once its
+    # weights are committed (see docs/world-calibration.md).
 }
 
 

@@ -8,12 +8,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from t2c_captum.world.generator import FACTORS, Sample, object_mask
+from t2c_captum.world.generator import FACTORS, Sample, max_count, object_mask, render
 
 __all__ = [
     "concept_maps_by_value",
     "factor_value_gaps",
     "factor_value_masks",
+    "intervention_effect",
+    "sibling_concepts",
     "named_shape_hits",
     "object_masks",
     "unit_selectivity",
@@ -96,3 +98,42 @@ def named_shape_hits(
     ok = pred == truth
     named = explain_predictions(backbone, feats[ok], aligner, bank, pred[ok], k=k)
     return [FACTORS["shape"][int(p)] in [c for c, _ in row] for row, p in zip(named, pred[ok], strict=True)]
+
+
+def sibling_concepts() -> dict[str, list[str]]:
+    """Concept → the other values of its factor ("red" → the other colours): its natural contrast."""
+    from .adapters import world_concepts
+
+    concepts = world_concepts()
+    return {c: [o for o, (g, _) in concepts.items() if g == f and o != c] for c, (f, _) in concepts.items()}
+
+
+def intervention_effect(
+    model: torch.nn.Module,
+    preprocess: Any,
+    samples: Sequence[Sample],
+    factor: str,
+    value: str,
+    target: int,
+) -> tuple[float, float, int]:
+    """What setting ``factor`` to ``value`` does to the ``target`` logit, everything else unchanged.
+
+    Each sample that does not already have the value is re-rendered with it (same render seed,
+    so the same positions and noise); samples where the value cannot hold (too many objects for a
+    large size) are skipped. This is the ground truth a concept's TCAV score is an estimate of.
+
+    Returns:
+        (mean logit change, share of images whose logit rises, number of images changed).
+    """
+    import dataclasses
+
+    keep = [s for s in samples if getattr(s, factor) != value
+            and (factor != "size" or s.count <= max_count(value))]
+    if not keep:
+        return float("nan"), float("nan"), 0
+    changed = [dataclasses.replace(s, **{factor: value}) for s in keep]  # type: ignore[arg-type]
+    with torch.no_grad():
+        before = model(torch.stack([preprocess(render(s)) for s in keep]))[:, target]
+        after = model(torch.stack([preprocess(render(s)) for s in changed]))[:, target]
+    delta = after - before
+    return float(delta.mean()), float((delta > 0).float().mean()), len(keep)

@@ -22,6 +22,7 @@ __all__ = [
     "ConvTrunk",
     "ShapeCNN",
     "TinyCLIP",
+    "WorldViT",
     "clip_tokenize",
     "world_transform",
 ]
@@ -75,12 +76,19 @@ class ConvTrunk(nn.Module):
     Args:
         widths: channels of the stages; each stage halves the resolution.
         extra: which stages get an additional stride-1 conv.
+        stem: channels of a stride-1 conv at full resolution before the first stage (0: none);
+            it sees fine textures (2-5 px object patterns) before any downsampling.
     """
 
-    def __init__(self, widths: Sequence[int] = (32, 64, 128, 128), extra: Sequence[int] = ()):
+    def __init__(
+        self, widths: Sequence[int] = (32, 64, 128, 128), extra: Sequence[int] = (), stem: int = 0
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 3
+        if stem:
+            layers.append(_conv_block(c_in, stem, stride=1))
+            c_in = stem
         for i, width in enumerate(widths):
             layers.append(_conv_block(c_in, width, stride=2))
             if i in extra:
@@ -102,9 +110,11 @@ def _pool(maps: Tensor) -> Tensor:
 class ImageEncoder(nn.Module):
     """Conv trunk + avg/max pooling + linear projection to ``out_dim``."""
 
-    def __init__(self, widths: Sequence[int], extra: Sequence[int], out_dim: int) -> None:
+    def __init__(
+        self, widths: Sequence[int], extra: Sequence[int], out_dim: int, stem: int = 0
+    ) -> None:
         super().__init__()
-        self.trunk = ConvTrunk(widths, extra)
+        self.trunk = ConvTrunk(widths, extra, stem)
         self.proj = nn.Linear(2 * self.trunk.out_channels, out_dim)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -142,7 +152,7 @@ class TinyCLIP(nn.Module):
     Args:
         vocab_ids: CLIP BPE ids the text tower knows (others map to one UNK row).
         embed_dim: shared embedding size.
-        image_widths / image_extra: conv trunk layout of the image tower.
+        image_widths / image_extra / image_stem: conv trunk layout of the image tower.
         text_width / text_layers / text_heads: transformer layout of the text tower.
         context_length: tokens per text (longer texts are truncated).
     """
@@ -159,12 +169,13 @@ class TinyCLIP(nn.Module):
         text_layers: int = 3,
         text_heads: int = 4,
         context_length: int = 32,
+        image_stem: int = 0,
     ) -> None:
         super().__init__()
         ids = torch.as_tensor(vocab_ids, dtype=torch.long).unique(sorted=True)
         self.register_buffer("vocab_ids", ids)
         self.context_length = context_length
-        self.visual = ImageEncoder(image_widths, image_extra, embed_dim)
+        self.visual = ImageEncoder(image_widths, image_extra, embed_dim, image_stem)
         self.text = TextEncoder(len(ids) + 1, context_length, text_width, text_layers, text_heads)
         self.text_projection = nn.Linear(text_width, embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(2.659))  # log(1/0.07)
@@ -174,6 +185,8 @@ class TinyCLIP(nn.Module):
             "text_layers": text_layers, "text_heads": text_heads,
             "context_length": context_length,
         }
+        if image_stem:
+            self.hparams["image_stem"] = image_stem
 
     @property
     def unk_index(self) -> int:
@@ -242,6 +255,77 @@ class ShapeCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Shape logits ``[N, num_classes]``."""
+        return self.head(self.features(x))
+
+
+class WorldViT(nn.Module):
+    """A small vision transformer trained supervised on every factor (one linear head each).
+
+    ``patch_embed`` (a stride-``patch`` conv, or with ``stem`` a small conv stem: a 3x3 stride-2
+    conv then a stride-``patch/2`` conv; ``[N, width, 64/patch, 64/patch]`` maps) and
+    ``blocks.<i>`` (token sequences ``[N, 1 + patches, width]``, class token first) are the layers
+    to hook; ``features`` is the final-norm class token. ``head`` is the shape classifier (like
+    ShapeCNN's), ``heads[factor]`` the classifier of every other factor.
+
+    Args:
+        num_classes: classes per factor (``{factor: n}``; must include ``shape``).
+        patch: patch side in pixels.
+        width / depth / heads_per_block: transformer layout.
+        stem: channels of the conv stem (0: plain patchify conv).
+    """
+
+    def __init__(
+        self,
+        num_classes: dict[str, int] | None = None,
+        patch: int = 8,
+        width: int = 96,
+        depth: int = 4,
+        heads_per_block: int = 4,
+        stem: int = 0,
+    ) -> None:
+        super().__init__()
+        num_classes = dict(num_classes or {"shape": 6})
+        grid = 64 // patch
+        self.patch_embed: nn.Module
+        if stem:
+            self.patch_embed = nn.Sequential(
+                nn.Conv2d(3, stem, 3, stride=2, padding=1), nn.GELU(),
+                nn.Conv2d(stem, width, patch // 2, stride=patch // 2),
+            )
+        else:
+            self.patch_embed = nn.Conv2d(3, width, patch, stride=patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.pos_embed = nn.Parameter(torch.randn(1, 1 + grid * grid, width) * 0.02)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(
+                width, heads_per_block, dim_feedforward=2 * width, dropout=0.0, batch_first=True,
+                norm_first=True, activation="gelu",
+            )
+            for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, num_classes["shape"])
+        self.heads = nn.ModuleDict(
+            {f: nn.Linear(width, n) for f, n in num_classes.items() if f != "shape"}
+        )
+        self.hparams = {"num_classes": num_classes, "patch": patch, "width": width,
+                        "depth": depth, "heads_per_block": heads_per_block, "stem": stem}
+
+    def features(self, x: Tensor) -> Tensor:
+        """Class-token features ``[N, width]``."""
+        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
+        h = torch.cat([self.cls_token.expand(len(tokens), -1, -1), tokens], dim=1) + self.pos_embed
+        for block in self.blocks:
+            h = block(h)
+        return self.norm(h[:, 0])
+
+    def factor_logits(self, x: Tensor) -> dict[str, Tensor]:
+        """Logits of every factor's head."""
+        f = self.features(x)
+        return {"shape": self.head(f), **{name: head(f) for name, head in self.heads.items()}}
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Shape logits ``[N, num_classes["shape"]]``."""
         return self.head(self.features(x))
 
 

@@ -1,4 +1,4 @@
-"""Train the world's tiny CLIP, ShapeCNN and AutoEncoder, save them and write their calibration.
+"""Train the world's tiny CLIP, ShapeCNN, AutoEncoder and ViT, save them and write their calibration.
 
 Usage::
 
@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from t2c_captum.world.models import (
     AutoEncoder,
     ShapeCNN,
     TinyCLIP,
+    WorldViT,
     clip_special_ids,
     clip_tokenize,
 )
@@ -70,13 +71,17 @@ class TrainSettings:
         default_factory=lambda: [["colour", "pattern", "background"], ["colour", "background"],
                                  ["colour", "size", "position"], ["pattern", "background"]]
     )
+    clip_grouping_weights: list | None = None
     partial_per_image: int = 1
     partial_single: float = 0.5
+    partial_single_weights: dict | None = None
     cnn_steps: int = 300
     cnn_lr: float = 3e-3
     ae_steps: int = 700
     ae_lr: float = 2e-3
     ae_saturation_gain: float = 20.0
+    vit_steps: int = 450
+    vit_lr: float = 1e-3
     weight_decay: float = 0.05
     warmup: int = 100
     max_shift: int = 3
@@ -94,13 +99,17 @@ class TrainSettings:
     ae_hparams: dict = field(
         default_factory=lambda: {"latent_dim": 128, "widths": [24, 48, 96, 128], "pooled_dim": 64}
     )
+    vit_hparams: dict = field(
+        default_factory=lambda: {"patch": 8, "width": 96, "depth": 4, "heads_per_block": 4,
+                                 "stem": 32}
+    )
 
     @classmethod
     def quick(cls) -> TrainSettings:
         """Tiny settings for smoke tests (seconds)."""
         return cls(
             n_train=256, n_val=96, n_test=96, n_compositional=48, batch_size=32,
-            clip_steps=3, cnn_steps=3, ae_steps=3, warmup=1, log_every=1,
+            clip_steps=3, cnn_steps=3, ae_steps=3, vit_steps=3, warmup=1, log_every=1,
         )
 
 
@@ -143,20 +152,29 @@ def batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[Tensor]:
 
 
 def hard_negative_batches(
-    groupings: list[np.ndarray], batch_size: int, gen: torch.Generator, fraction: float = 0.5
+    groupings: list[np.ndarray],
+    batch_size: int,
+    gen: torch.Generator,
+    fraction: float = 0.5,
+    weights: Sequence[float] | None = None,
 ) -> Iterator[Tensor]:
     """Endless batches: ``fraction`` from one group of a random grouping, the rest random.
 
     Images in one group share e.g. colour and background, so telling their captions apart
     needs the remaining factors (shape, pattern): contrastive training cannot ignore them.
+    ``weights`` are the groupings' relative probabilities (default: uniform).
     """
     n = len(groupings[0])
     members = [
         [torch.from_numpy(np.flatnonzero(keys == g)) for g in np.unique(keys)] for keys in groupings
     ]
+    probs = None if weights is None else torch.tensor(weights, dtype=torch.float)
     half = int(batch_size * fraction)
     while True:
-        groups = members[int(torch.randint(len(members), (1,), generator=gen))]
+        if probs is None:
+            groups = members[int(torch.randint(len(members), (1,), generator=gen))]
+        else:
+            groups = members[int(torch.multinomial(probs, 1, generator=gen))]
         group = groups[int(torch.randint(len(groups), (1,), generator=gen))]
         chosen = group[torch.randperm(len(group), generator=gen)[:half]]
         rest = torch.randint(0, n, (batch_size - len(chosen),), generator=gen)
@@ -268,13 +286,20 @@ class PartialCaptions:
 
     N_UNIFORMS = 24
 
-    def __init__(self, context_length: int = 32, single: float = 0.5, seed: int = 0) -> None:
+    def __init__(
+        self,
+        context_length: int = 32,
+        single: float = 0.5,
+        seed: int = 0,
+        single_weights: dict | None = None,
+    ) -> None:
         self.context_length = context_length
         self.single = single
         self.rng = np.random.default_rng(seed)
         self.sot, self.eot = clip_special_ids()
         self.names = list(FACTORS)
-        weights = np.array([PARTIAL_SINGLE_WEIGHTS[f] for f in self.names])
+        table = {**PARTIAL_SINGLE_WEIGHTS, **(single_weights or {})}
+        weights = np.array([table[f] for f in self.names])
         self.single_cdf = np.cumsum(weights / weights.sum()).tolist()
         self.include_p = np.array([PARTIAL_INCLUDE[f] for f in self.names])
         self._word_ids: dict[str, list[int]] = {}
@@ -416,7 +441,9 @@ def train_clip(images: Tensor, samples: list[Sample], cfg: TrainSettings) -> Tin
     mentions = torch.from_numpy(np.stack(
         [np.stack([caption_mentions(s, c) for c in s.captions]) for s in samples]
     ))
-    partial = PartialCaptions(model.context_length, cfg.partial_single, cfg.seed + 4)
+    partial = PartialCaptions(
+        model.context_length, cfg.partial_single, cfg.seed + 4, cfg.partial_single_weights
+    )
 
     def loss_fn(idx: Tensor) -> Tensor:
         pick = torch.randint(0, tokens.shape[1], (len(idx),), generator=gen)
@@ -435,7 +462,9 @@ def train_clip(images: Tensor, samples: list[Sample], cfg: TrainSettings) -> Tin
 
     groupings = [factor_keys(samples, tuple(g)) for g in cfg.clip_groupings]
     batch = min(cfg.batch_size, len(samples))
-    sampler = hard_negative_batches(groupings, batch, gen, cfg.group_fraction)
+    sampler = hard_negative_batches(
+        groupings, batch, gen, cfg.group_fraction, cfg.clip_grouping_weights
+    )
     run_steps(model, loss_fn, len(samples), cfg.clip_steps, cfg.clip_lr, cfg, "clip", sampler)
     return model
 
@@ -451,6 +480,23 @@ def train_cnn(images: Tensor, samples: list[Sample], cfg: TrainSettings) -> Shap
         return F.cross_entropy(model(x), labels[idx])
 
     run_steps(model, loss_fn, len(samples), cfg.cnn_steps, cfg.cnn_lr, cfg, "cnn")
+    return model
+
+
+def train_vit(images: Tensor, samples: list[Sample], cfg: TrainSettings) -> WorldViT:
+    """Supervised training on every factor at once (one head each, summed cross-entropies)."""
+    labels = torch.from_numpy(factor_values(samples))
+    torch.manual_seed(cfg.seed + 5)  # its own seed: the ViT does not depend on the other models
+    model = WorldViT(num_classes={f: len(v) for f, v in FACTORS.items()}, **cfg.vit_hparams)
+    gen = torch.Generator().manual_seed(cfg.seed + 5)
+
+    def loss_fn(idx: Tensor) -> Tensor:
+        x = random_shift(normalise(images[idx]), cfg.max_shift, gen)
+        logits = model.factor_logits(x)
+        return cast(Tensor, sum(F.cross_entropy(logits[f], labels[idx, i])
+                                for i, f in enumerate(FACTORS)))
+
+    run_steps(model, loss_fn, len(samples), cfg.vit_steps, cfg.vit_lr, cfg, "vit")
     return model
 
 
@@ -522,10 +568,18 @@ def probe_accuracy(train_x: Tensor, train_s: list, test_x: Tensor, test_s: list)
     return out
 
 
+def head_accuracy(vit: WorldViT, images: Tensor, samples: list[Sample]) -> dict:
+    """Top-1 accuracy of each of the ViT's factor heads."""
+    with torch.no_grad():
+        logits = [vit.factor_logits(normalise(images[i : i + 500])) for i in range(0, len(images), 500)]
+    return {f: float((torch.cat([lg[f] for lg in logits]).argmax(1).numpy()
+                      == labels_of(samples, f)).mean()) for f in FACTORS}
+
+
 def calibrate(models: dict[str, Any], data: dict[str, tuple[Tensor, list]]) -> dict:
-    """All calibration figures: CLIP zero-shot, ShapeCNN head, linear probes."""
-    clip, cnn, ae = models["world-clip"], models["world-cnn"], models["world-ae"]
-    cal: dict = {"world-clip": {}, "world-cnn": {}, "world-ae": {}}
+    """All calibration figures: CLIP zero-shot, ShapeCNN head, ViT heads, linear probes."""
+    clip, cnn, ae, vit = (models[m] for m in ("world-clip", "world-cnn", "world-ae", "world-vit"))
+    cal: dict = {"world-clip": {}, "world-cnn": {}, "world-ae": {}, "world-vit": {}}
     for split in ("test", "compositional"):
         images, samples = data[split]
         emb = embed(clip.encode_image, images)
@@ -534,8 +588,9 @@ def calibrate(models: dict[str, Any], data: dict[str, tuple[Tensor, list]]) -> d
         cal["world-cnn"][f"head_shape_{split}"] = float(
             (pred == labels_of(samples, "shape")).mean()
         )
+        cal["world-vit"][f"heads_{split}"] = head_accuracy(vit, images, samples)
     feature_fns = {"world-clip": clip.encode_image, "world-cnn": cnn.features,
-                   "world-ae": ae.features}
+                   "world-ae": ae.features, "world-vit": vit.features}
     (val_x, val_s), (test_x, test_s) = data["val"], data["test"]
     for name, fn in feature_fns.items():
         cal[name]["probe_test"] = probe_accuracy(embed(fn, val_x), val_s, embed(fn, test_x), test_s)
@@ -576,11 +631,19 @@ def calibration_markdown(cal: dict, command: str, seconds: float, cfg: TrainSett
         "", "## ShapeCNN own head (shape)", "",
         f"test {cal['world-cnn']['head_shape_test']:.3f}, "
         f"compositional {cal['world-cnn']['head_shape_compositional']:.3f}", "",
-        "## Linear probes (logistic regression fitted on val, evaluated on test)", "",
+        "## WorldViT own heads (one per factor)", "",
+        "| split | " + " | ".join(factors) + " |",
+        "|---" * (len(factors) + 1) + "|",
+    ]
+    for split in ("test", "compositional"):
+        row = cal["world-vit"][f"heads_{split}"]
+        lines.append(f"| {split} | " + " | ".join(f"{row[f]:.3f}" for f in factors) + " |")
+    lines += [
+        "", "## Linear probes (logistic regression fitted on val, evaluated on test)", "",
         "| model | " + " | ".join(factors) + " |",
         "|---" * (len(factors) + 1) + "|",
     ]
-    for name in ("world-clip", "world-cnn", "world-ae"):
+    for name in ("world-clip", "world-cnn", "world-ae", "world-vit"):
         row = cal[name]["probe_test"]
         lines.append(f"| {name} | " + " | ".join(f"{row[f]:.3f}" for f in factors) + " |")
     return "\n".join(lines) + "\n"
@@ -624,6 +687,7 @@ def train_world(
         "world-clip": train_clip(train_x, train_s, cfg),
         "world-cnn": train_cnn(train_x, train_s, cfg),
         "world-ae": train_ae(train_x, cfg),
+        "world-vit": train_vit(train_x, train_s, cfg),
     }
     cal = calibrate(models, data)
     seconds = time.time() - start

@@ -9,16 +9,16 @@ import torch
 from torch import nn
 
 from t2c_captum._exceptions import WorldError
-from t2c_captum.world.models import AutoEncoder, ShapeCNN, TinyCLIP
+from t2c_captum.world.models import AutoEncoder, ShapeCNN, TinyCLIP, WorldViT
 
 __all__ = ["DEFAULT_WEIGHTS_DIR", "REGENERATE_COMMAND", "WORLD_MODELS", "load_world_model", "weights_digest",
            "world_model_config"]
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REGENERATE_COMMAND = "python -m t2c_captum.world.train"
-WORLD_MODELS = ("world-clip", "world-cnn", "world-ae")
+WORLD_MODELS = ("world-clip", "world-cnn", "world-ae", "world-vit")
 _CLASSES: dict[str, type[nn.Module]] = {
-    "TinyCLIP": TinyCLIP, "ShapeCNN": ShapeCNN, "AutoEncoder": AutoEncoder,
+    "TinyCLIP": TinyCLIP, "ShapeCNN": ShapeCNN, "AutoEncoder": AutoEncoder, "WorldViT": WorldViT,
 }
 
 
@@ -77,7 +77,7 @@ def load_world_model(name: str, weights_dir: Path | str | None = None) -> nn.Mod
     """Build a world model from its JSON config, load its safetensors weights, set eval mode.
 
     Args:
-        name: one of ``WORLD_MODELS`` ("world-clip", "world-cnn", "world-ae").
+        name: one of ``WORLD_MODELS`` ("world-clip", "world-cnn", "world-ae", "world-vit").
         weights_dir: folder with ``<name>.safetensors`` / ``<name>.json`` (default: packaged).
 
     Returns:

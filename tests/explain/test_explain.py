@@ -172,3 +172,56 @@ def test_a_prediction_is_named_by_the_concept_present_in_the_image_that_pushes_i
     assert named[0][0][0] == "y" and named[0][0][1] > 0.5
     assert named[1][0][0] == "no y" and named[1][0][1] > 0.5
     assert named[2][0][1] == pytest.approx(0.0, abs=0.05)
+
+
+def _tcav_toy():
+    """A linear classifier whose class-0 logit reads only feature 'y', aligned by identity."""
+    gen = torch.Generator().manual_seed(5)
+    backbone = FakeBackbone(dim=4, n_classes=2)
+    with torch.no_grad():
+        backbone.head.weight.copy_(torch.tensor([[0.0, 0.0, 3.0, 0.0], [0.0, 0.0, -3.0, 0.0]]))
+        probe = backbone(torch.randn(600, 3, 8, 8, generator=gen))
+    aligner = LinearAligner(alpha=1e-6).fit(probe, probe)
+    names = ["w", "x", "y", "z", "no w", "no x", "no y", "no z"]
+    bank = ConceptBank(names, torch.cat([torch.eye(4), -torch.eye(4)]), "toy")
+    contrast = {n: [f"no {n}"] for n in "wxyz"}
+    return backbone, aligner, bank, probe, contrast, torch.randn(30, 3, 8, 8, generator=gen)
+
+
+def test_probe_text_cavs_find_the_concept_the_logit_reads_and_not_the_others():
+    from t2c_captum.explain import cav_similarity, image_tcav, text_tcav
+
+    backbone, aligner, bank, probe, contrast, inputs = _tcav_toy()
+    result = text_tcav(backbone, aligner, bank, list("wxyz"), inputs, 0, probe_features=probe,
+                       contrast=contrast)
+    assert result.method == "probe" and len(result.scores["y"]) == 20 and len(result.random_scores) == 20
+    assert result.mean("y") == 1.0 and "y" in result.significant
+    assert len({"w", "x", "z"} & set(result.significant)) <= 1
+    # the same examples chosen by labels give the same CAV direction
+    labelled = {"y": probe[probe[:, 2] > probe[:, 2].mean()]}
+    images = image_tcav(backbone, labelled, probe, inputs, 0)
+    assert images.method == "images" and "y" in images.significant
+    assert cav_similarity(result.cavs["y"], images.cavs["y"]) > 0.9
+    # through the other class's logit the concept lowers the score
+    assert text_tcav(backbone, aligner, bank, ["y"], inputs, 1, probe_features=probe,
+                     contrast=contrast).mean("y") == 0.0
+
+
+def test_probe_text_cavs_say_what_is_missing():
+    from t2c_captum.explain import mean_difference_cavs, text_tcav
+
+    backbone, aligner, bank, probe, contrast, inputs = _tcav_toy()
+    with pytest.raises(DataError, match="no entry for 'y'"):
+        text_tcav(backbone, aligner, bank, ["y"], inputs, 0, probe_features=probe, contrast={"w": ["x"]})
+    with pytest.raises(DataError, match="probe images read as 'y'"):
+        few_y = torch.cat([probe[probe[:, 2] < probe[:, 2].mean()][:60], probe[probe[:, 2] > 0][:3]])
+        text_tcav(backbone, aligner, bank, ["y"], inputs, 0, probe_features=few_y, contrast=contrast)
+    with pytest.raises(DataError, match="rows"):
+        text_tcav(backbone, aligner, bank, ["y"], inputs, 0, probe_features=probe,
+                  probe_embeddings=probe[:10], contrast=contrast)
+    with pytest.raises(DataError, match="random examples"):
+        mean_difference_cavs(probe[:40], probe[:20])
+    cavs, null = mean_difference_cavs(probe[:40], probe, runs=7, seed=3)
+    assert len(cavs) == len(null) == 7 and cavs[0].shape == (4,)
+    again, _ = mean_difference_cavs(probe[:40], probe, runs=7, seed=3)
+    torch.testing.assert_close(torch.stack(cavs), torch.stack(again))

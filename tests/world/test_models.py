@@ -15,6 +15,7 @@ from t2c_captum.world import (
     AutoEncoder,
     ShapeCNN,
     TinyCLIP,
+    WorldViT,
     class_prompts,
     load_world_model,
     make_split,
@@ -33,11 +34,15 @@ def clip() -> TinyCLIP:
 
 def test_committed_models_load():
     for name in WORLD_MODELS:
+        if name == "world-vit" and not VIT_COMMITTED:
+            continue
         model = load_world_model(name)
         assert not model.training
         assert "calibration" in world_model_config(name)
     assert isinstance(load_world_model("world-cnn"), ShapeCNN)
     assert isinstance(load_world_model("world-ae"), AutoEncoder)
+    if VIT_COMMITTED:
+        assert isinstance(load_world_model("world-vit"), WorldViT)
 
 
 def test_tiny_clip_ranks_the_right_colour_first(clip):
@@ -63,6 +68,37 @@ def test_shape_cnn_head_predicts_shapes():
     assert (pred == truth).mean() >= 0.9
     assert cnn.features(torch.zeros(2, 3, 64, 64)).shape == (2, 128)
     assert not any(getattr(m, "inplace", False) for m in cnn.modules())
+
+
+#: world-vit is trained by the training script; its weights are not committed yet.
+VIT_COMMITTED = (DEFAULT_WEIGHTS_DIR / "world-vit.safetensors").is_file()
+needs_vit = pytest.mark.skipif(not VIT_COMMITTED, reason="world-vit weights not committed yet")
+
+
+@needs_vit
+def test_world_vit_heads_predict_every_factor():
+    vit = load_world_model("world-vit")
+    samples = make_split("test", 48)
+    with torch.no_grad():
+        logits = vit.factor_logits(normalise(render_array(samples)))
+        assert torch.equal(logits["shape"], vit(normalise(render_array(samples[:48]))))
+    for factor in ("shape", "colour", "pattern", "background"):
+        truth = np.array([FACTORS[factor].index(s.value(factor)) for s in samples])
+        assert (logits[factor].argmax(1).numpy() == truth).mean() >= 0.85, factor
+    assert vit.features(torch.zeros(2, 3, 64, 64)).shape == (2, vit.hparams["width"])
+    assert not any(getattr(m, "inplace", False) for m in vit.modules())
+
+
+@needs_vit
+def test_world_vit_backbone_exposes_head_and_layers():
+    from t2c_captum.backbones import load_backbone
+
+    bb = load_backbone("world-vit")
+    assert bb.head is not None and len(bb.class_names) == len(FACTORS["shape"])
+    x = torch.zeros(2, 3, 64, 64)
+    for layer in ("patch_embed", "blocks.3"):
+        inner = load_backbone("world-vit", layer=layer)
+        assert inner(x).shape == (2, load_world_model("world-vit").hparams["width"])
 
 
 def test_world_transform_matches_training_normalisation():

@@ -10,13 +10,14 @@ from t2c_captum.world.train import TrainSettings, random_shift, train_world
 
 def test_quick_training_writes_loadable_models(tmp_path):
     cal = train_world(tmp_path / "w", TrainSettings.quick(), tmp_path / "cal.md", command="quick")
-    for name in ("world-clip", "world-cnn", "world-ae"):
+    for name in ("world-clip", "world-cnn", "world-ae", "world-vit"):
         assert (tmp_path / "w" / f"{name}.safetensors").is_file()
         config = json.loads((tmp_path / "w" / f"{name}.json").read_text())
         assert config["seed"] == 0 and "hparams" in config and "calibration" in config
         model = load_world_model(name, tmp_path / "w")
         assert not model.training
     assert "shape" in cal["world-clip"]["zero_shot_test"]
+    assert set(cal["world-vit"]["heads_test"]) == set(cal["world-vit"]["probe_test"])
     assert "zero-shot" in (tmp_path / "cal.md").read_text()
 
 

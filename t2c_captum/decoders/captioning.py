@@ -1,0 +1,161 @@
+"""Decode anything into a caption: images through an aligned backbone, feature vectors, and directions
+(a neuron, a CBM concept's weights, a shift, a text CAV) pushed through the aligner into the space."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._exceptions import DataError, DimensionMismatchError
+from ..aligners.base import as_tensor_2d
+from .base import check_embeddings
+
+__all__ = [
+    "DIRECTION_KINDS",
+    "align_directions",
+    "caption_direction",
+    "caption_embeddings",
+    "caption_features",
+    "caption_images",
+    "shift_direction",
+]
+
+#: What a direction may be: a vector in the backbone's feature space, or already in the space.
+DIRECTION_KINDS = ("feature", "space")
+
+
+def _check_pair(decoder: Any, aligner: Any) -> None:
+    target = dict(getattr(aligner, "target_", {}) or {})
+    if target and hasattr(decoder, "check_space"):
+        decoder.check_space(identity=target)
+
+
+def caption_embeddings(
+    decoder: Any, embeddings: Any, *, project: bool | None = None, **options: Any
+) -> list[str]:
+    """Captions of ``[N, D]`` embeddings of the decoder's space (image embeddings: ``project`` onto
+    the text memory, the default; text embeddings: ``project=False``)."""
+    return list(decoder.decode(embeddings, project=project, **options))
+
+
+def caption_features(
+    decoder: Any, features: Any, aligner: Any, *, project: bool | None = None, **options: Any
+) -> list[str]:
+    """Captions of backbone features ``[N, d]`` (or one ``[d]``) aligned into the decoder's space.
+
+    Raises:
+        DimensionMismatchError: the features are not the aligner's input size.
+        IncompatibleArtifactError: the aligner maps into another space than the decoder's.
+    """
+    _check_pair(decoder, aligner)
+    x = as_tensor_2d(features, "features")
+    d = aligner.dims[0] if aligner.dims else x.shape[1]
+    if x.shape[1] != d:
+        raise DimensionMismatchError(
+            f"features are {x.shape[1]}-d but the aligner takes {d}-d features of "
+            f"{aligner.source_.get('id', 'its backbone')}; use that backbone (and layer)"
+        )
+    z = aligner.transform(x).cpu()
+    return list(decoder.decode(z, project=project, **options))
+
+
+@torch.no_grad()
+def caption_images(
+    decoder: Any,
+    images: Any,
+    backbone: Any = None,
+    aligner: Any = None,
+    *,
+    space: Any = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    progress: bool = False,
+    **options: Any,
+) -> list[str]:
+    """Captions of images: through ``backbone`` + ``aligner``, or through the ``space``'s own image
+    encoder when no backbone is given.
+
+    Args:
+        decoder: a caption decoder for the space.
+        images: anything :func:`~t2c_captum.data.open_source` opens (folder, list, ``world:SPLIT``...).
+        backbone (Backbone, optional) / aligner (Aligner, optional): the aligned backbone.
+        space (Space, optional): the space (used when there is no backbone).
+    """
+    from ..data import open_source
+    from ..features import extract_features
+
+    source = open_source(images)
+    if backbone is not None:
+        if aligner is None:
+            raise DataError("captioning through a backbone needs its aligner into the decoder's space")
+        store = extract_features(
+            source, {"source": backbone}, batch_size=batch_size, device=device, progress=progress
+        )
+        return caption_features(decoder, store.load(["source"])["source"], aligner, **options)
+    if space is None:
+        raise DataError(
+            "give backbone= and aligner=, or space= to caption images with the space's own encoder"
+        )
+    if hasattr(decoder, "check_space"):
+        decoder.check_space(space)
+    store = extract_features(
+        source, {"space": space}, batch_size=batch_size, device=device, progress=progress
+    )
+    return list(decoder.decode(store.load(["space"])["space"], **options))
+
+
+def align_directions(directions: Any, aligner: Any) -> torch.Tensor:
+    """Feature-space directions ``[N, d]`` moved into the space by the aligner's linear part (``W v``;
+    the bias cancels in a difference), exactly as :func:`~t2c_captum.explain.name_directions` does."""
+    from ..explain.naming import _linear_part, _rows
+
+    v = _rows(directions, "directions")
+    return v @ _linear_part(aligner, v.shape[1]).T
+
+
+def caption_direction(
+    decoder: Any, direction: Any, aligner: Any = None, *, kind: str = "feature", **options: Any
+) -> list[str]:
+    """Captions of directions: what moving along them adds, in words.
+
+    A direction has no position, so it is not decoded as a point: its unit image ``W v`` (``kind=
+    "feature"``: a neuron ``e_i``, a CBM concept's weight vector over features, a text CAV, a
+    difference of mean features) or the vector itself (``kind="space"``: a difference of aligned
+    means) is matched against the decoder's text memory with the memory's mean removed (the same
+    centring :func:`~t2c_captum.explain.name_directions` applies to concepts), and the caption is
+    decoded from the matched texts.
+
+    Args:
+        decoder: a :class:`~t2c_captum.decoders.PrefixDecoder` (it needs a text memory).
+        direction: ``[d]`` / ``[N, d]`` (``feature``) or ``[D]`` / ``[N, D]`` (``space``).
+        aligner (Aligner, optional): needed for ``kind="feature"``.
+        kind (str, optional): ``"feature"`` or ``"space"``. Default: ``"feature"``
+    """
+    if kind not in DIRECTION_KINDS:
+        raise DataError(f"kind must be one of {DIRECTION_KINDS}, not {kind!r}")
+    if kind == "feature":
+        if aligner is None:
+            raise DataError("a feature-space direction needs the aligner (or pass kind='space')")
+        _check_pair(decoder, aligner)
+        moved = align_directions(direction, aligner)
+    else:
+        moved = check_embeddings(direction, decoder.embed_dim, "directions")
+    if not hasattr(decoder, "project"):
+        raise DataError(f"{type(decoder).__name__} has no text memory to decode directions with")
+    if bool((moved.norm(dim=-1) == 0).any()):
+        raise DataError("a direction is zero (after the aligner); it moves nothing and names nothing")
+    points = decoder.project(nn.functional.normalize(moved, dim=-1), centre=True)
+    return list(decoder.decode(points, project=False, **options))
+
+
+def shift_direction(source_features: Any, target_features: Any, aligner: Any = None) -> torch.Tensor:
+    """``mean aligned target − mean aligned source`` ``[D]``: the direction of a dataset shift in the
+    space (with ``aligner=None`` the inputs are taken as already in the space)."""
+    a, b = as_tensor_2d(source_features, "source_features"), as_tensor_2d(target_features, "target_features")
+    if a.shape[1] != b.shape[1]:
+        raise DimensionMismatchError(f"source features are {a.shape[1]}-d, target features {b.shape[1]}-d")
+    if aligner is not None:
+        a, b = aligner.transform(a).cpu(), aligner.transform(b).cpu()
+    return b.mean(0) - a.mean(0)

@@ -1,0 +1,23 @@
+"""The prepared accelerator benchmark still runs (tiny, on CPU), so it does not rot before a GPU run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.mark.slow
+def test_gpu_throughput_smoke_runs_every_step_on_cpu(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop("gpu_throughput", None)
+    import gpu_throughput
+
+    out = gpu_throughput.main(["--smoke", "--out", str(tmp_path / "gpu.json")])
+    assert (tmp_path / "gpu.json").is_file()
+    assert out["raw_pair_img_s"] > 0 and out["pipeline_img_s"] > 0 and out["share_of_raw_pair"] > 0
+    assert out["fit_synthetic"]["n"] == 4096 and out["fit_synthetic"]["holdout_r2"] > 0.5
+    assert out["backbone"] == "timm:resnet18" and out["n"] == 12
