@@ -161,8 +161,8 @@ def _demo_report(out: Path, progress: bool) -> dict[str, Any]:
     try:
         result = build_report(out / "world-cnn", "world:test:shape:200", out / "report",
                               compare_data="world:compositional:shape:200",
-                              queries=['"star" & ~"small"', '"circle" & "large"'], n_samples=8, n_maps=4,
-                              overwrite=True, progress=progress)
+                              queries=['"star" & ~"small"', '"circle" & "large"'], decoder="world-decoder",
+                              n_samples=8, n_maps=4, overwrite=True, progress=progress)
     except T2CError as exc:
         return {"path": None, "error": str(exc), "seconds": time.perf_counter() - t0}
     return {"path": str(result.index), "sections": result.present, "seconds": time.perf_counter() - t0}

@@ -30,6 +30,9 @@ def report_cmd(
         list[str] | None,
         typer.Option("--query", "-q", help="A retrieval query (repeatable): its image grid."),
     ] = None,
+    decoder: Annotated[
+        str | None, typer.Option(help="A caption decoder (world-decoder, a saved one, clipcap:PATH).")
+    ] = None,
     vocabulary: VocabularyOpt = None,
     concepts: ConceptsOpt = None,
     samples: Annotated[int, typer.Option(help="Sample images shown with their top concepts.")] = 8,
@@ -44,10 +47,12 @@ def report_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Write a self-contained HTML report: alignment quality, zero-shot confusion matrix, sample images
-    with their concepts and concept maps, CBM concepts per class, a shift report, retrieval grids.
+    with their concepts and concept maps, CBM concepts per class, a shift report, retrieval grids and
+    decoded captions.
 
-    Sections whose input is missing (no labels, no --compare-data, no --cbm, no --query) are replaced by
-    a note saying what would enable them. Open OUT/index.html in any browser; it fetches nothing.
+    Sections whose input is missing (no labels, no --compare-data, no --cbm, no --query, no --decoder)
+    are replaced by a note saying what would enable them. Open OUT/index.html in any browser; it fetches
+    nothing.
     """
     from ..cli import T2CError, _fail, console
     from ..report import build_report
@@ -55,7 +60,8 @@ def report_cmd(
     try:
         result = build_report(
             aligner, data, out, compare_data=compare_data, cbm=cbm, queries=list(query or []),
-            vocabulary=vocabulary, concepts=concepts, n_samples=samples, n_maps=maps, map_method=method,
+            decoder=decoder, vocabulary=vocabulary, concepts=concepts, n_samples=samples, n_maps=maps,
+            map_method=method,
             top_k=top_k, backbone=backbone, checkpoint=checkpoint, batch_size=batch_size, device=device,
             overwrite=overwrite, progress=not as_json,
         )

@@ -98,6 +98,7 @@ def build_report(
     compare_data: str | None = None,
     cbm: str | None = None,
     queries: list[str] | tuple[str, ...] = (),
+    decoder: str | None = None,
     vocabulary: str | None = None,
     concepts: str | None = None,
     n_samples: int = 8,
@@ -116,7 +117,8 @@ def build_report(
 
     The page shows the alignment quality, zero-shot results with a confusion matrix (labelled images),
     sample images with their top concepts and concept maps, a CBM's top concepts per class (``cbm``), a
-    shift report against ``compare_data``, and retrieval results for ``queries``. A section whose input
+    shift report against ``compare_data``, retrieval results for ``queries``, and the sample images
+    decoded into captions (``decoder``). A section whose input
     is missing is replaced by a note that says which input would enable it.
 
     Args:
@@ -127,6 +129,8 @@ def build_report(
         compare_data (str, optional): a second dataset, for the shift section. Default: ``None``
         cbm (str, optional): a saved concept bottleneck model (``t2c cbm fit``). Default: ``None``
         queries (list of str, optional): retrieval queries, e.g. ``'"red" & ~"star"'``. Default: none
+        decoder (str, optional): a caption decoder (``world-decoder``, a saved one, ``clipcap:PATH``):
+            the sample images' aligned features as captions. Default: ``None``
         vocabulary / concepts (str, optional): the concepts (as ``t2c concepts`` takes them).
         n_samples (int, optional): sample images shown with their concepts. Default: ``8``
         n_maps (int, optional): how many of them get a concept map (0: none). Default: ``4``
@@ -156,7 +160,8 @@ def build_report(
     start = time.perf_counter()
     target = Path(out)
     _check_out(target, overwrite)
-    options = ReportOptions(compare_data=compare_data, cbm=cbm, queries=list(queries), n_samples=n_samples,
+    options = ReportOptions(compare_data=compare_data, cbm=cbm, queries=list(queries), decoder=decoder,
+                            n_samples=n_samples,
                             n_maps=n_maps, map_method=map_method, top_k=top_k, batch_size=batch_size,
                             device=device, progress=progress)
     pair = load_aligned(os.fspath(aligner), backbone, checkpoint)

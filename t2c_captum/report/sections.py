@@ -2,9 +2,8 @@
 
 A builder takes the :class:`ReportContext` and returns a :class:`Section`. When the capability or
 the input it needs is missing, it returns ``Section.missing(...)``, whose note says which input would
-enable it; the page then shows the note instead of failing. Adding a section (say, decoded captions
-once a caption decoder exists) is one function plus one template ``templates/sections/ID.html.j2``,
-appended to :data:`SECTIONS`.
+enable it; the page then shows the note instead of failing. Adding a section is one function plus
+one template ``templates/sections/ID.html.j2``, appended to :data:`SECTIONS`.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ class ReportOptions:
     compare_data: str | None = None
     cbm: str | None = None
     queries: list[str] = field(default_factory=list)
+    decoder: str | None = None
     n_samples: int = 8
     n_maps: int = 4
     map_method: str = "integrated_gradients"
@@ -227,15 +227,20 @@ def _relative(ctx: ReportContext) -> torch.Tensor:
     return (ctx.scores - mean) / (std + 1e-8)
 
 
+def _sample_rows(ctx: ReportContext) -> np.ndarray:
+    """The rows shown as samples: ``n_samples`` spread evenly over the dataset."""
+    n = min(ctx.options.n_samples, ctx.n)
+    rows = np.linspace(0, ctx.n - 1, n).round().astype(int) if n else np.array([], dtype=int)
+    return np.unique(rows)
+
+
 def samples_section(ctx: ReportContext) -> Section:
     """Sample images with their most distinctive concepts as bars (and concept maps when Captum and
     a differentiable backbone are there)."""
     from ..concepts import summarize_scores
 
     k = ctx.options.top_k
-    n = min(ctx.options.n_samples, ctx.n)
-    rows = np.linspace(0, ctx.n - 1, n).round().astype(int) if n else np.array([], dtype=int)
-    rows = np.unique(rows)
+    rows = _sample_rows(ctx)
     rel = _relative(ctx)
     samples = []
     for r in rows.tolist():
@@ -397,6 +402,40 @@ def retrieval_section(ctx: ReportContext) -> Section:
     return Section("retrieval", title, {"results": results})
 
 
+# ----------------------------------------------------------------------------------------- captions
+def captions_section(ctx: ReportContext) -> Section:
+    """The sample images' aligned features decoded into captions, next to the captions of the space's
+    own embeddings of the same images."""
+    title = "Decoded captions"
+    if not ctx.options.decoder:
+        return Section.missing("captions", title,
+                               "no caption decoder: pass --decoder world-decoder (a registered name), a "
+                               "saved decoder or clipcap:PATH to read each sample image back as a caption.")
+    from .._exceptions import T2CError
+    from ..decoders import caption_features, load_decoder
+
+    rows = _sample_rows(ctx)
+    loaded = ctx.store.load(["target"])
+    own = loaded["target"][torch.argsort(loaded["indices"])][torch.as_tensor(rows)]
+    try:
+        decoder = load_decoder(ctx.options.decoder, space=ctx.aligned.space)
+        aligned = caption_features(decoder, ctx.features[torch.as_tensor(rows)], ctx.aligned.aligner)
+        from_space = list(decoder.decode(own))
+    except T2CError as exc:
+        return Section.missing("captions", title, f"the decoder {ctx.options.decoder!r} cannot caption "
+                                                   f"these features: {exc}")
+    items = []
+    for r, caption, reference in zip(rows.tolist(), aligned, from_space, strict=True):
+        items.append({
+            "thumb": ctx.assets.thumbnail(int(ctx.indices[r]), f"{ctx.describe(r)}; decoded as: {caption}"),
+            "label": ctx.describe(r), "aligned": caption, "space": reference,
+        })
+    ctx.facts["captions"] = [{"index": int(ctx.indices[r]), "aligned": it["aligned"], "space": it["space"]}
+                             for r, it in zip(rows.tolist(), items, strict=True)]
+    return Section("captions", title, {"decoder": ctx.options.decoder, "items": items,
+                                       "space": ctx.aligned.space.name})
+
+
 #: The sections, in page order. Append a builder (and its template) to add one.
 SECTIONS: list[Builder] = [
     alignment_section,
@@ -405,6 +444,7 @@ SECTIONS: list[Builder] = [
     cbm_section,
     shift_section,
     retrieval_section,
+    captions_section,
 ]
 
 

@@ -40,4 +40,5 @@ def world_report(world_artifacts, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("world-report") / "report"
     return build_report(world_artifacts["aligner"], REPORT_DATA, out, compare_data=REPORT_COMPARE,
-                        cbm=world_artifacts["cbm"], queries=list(REPORT_QUERIES), n_samples=8, n_maps=4)
+                        cbm=world_artifacts["cbm"], queries=list(REPORT_QUERIES), decoder="world-decoder",
+                        n_samples=8, n_maps=4)

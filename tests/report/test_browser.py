@@ -17,7 +17,7 @@ import pytest
 CHROMIUM = os.environ.get("T2C_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-EXPECTED = ["alignment", "zeroshot", "samples", "cbm", "shift", "retrieval"]
+EXPECTED = ["alignment", "zeroshot", "samples", "cbm", "shift", "retrieval", "captions"]
 
 
 def _browser_or_skip():

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from t2c_captum import DataError
 from t2c_captum.report import MARKER, SECTIONS, build_report
 
-ALL_SECTIONS = ["alignment", "zeroshot", "samples", "cbm", "shift", "retrieval"]
+ALL_SECTIONS = ["alignment", "zeroshot", "samples", "cbm", "shift", "retrieval", "captions"]
 
 
 class _Tags(HTMLParser):
@@ -41,7 +41,9 @@ def test_full_report_has_every_section_with_its_figures(world_report):
     assert {"fig/alpha-path.png", "fig/confusion.png", "fig/shift.png"} <= figures
     assert sum(src.startswith("fig/map-") for src in figures) == 4  # concept maps of 4 samples
     images = _tags(html, "img")
-    assert len(images) >= 8 + 4 + 2 * 12 + 3  # samples, maps, two retrieval grids, figures
+    assert len(images) >= 8 + 4 + 2 * 12 + 3 + 8  # samples, maps, two retrieval grids, figures, captions
+    captions = next(s for s in result.sections if s.id == "captions").data["items"]
+    assert len(captions) == 8 and all(c["aligned"] and c["space"] for c in captions)
     for img in images:
         assert img.get("alt") and len(img["alt"] or "") > 10, img
         assert (result.path / (img["src"] or "")).is_file(), img["src"]
@@ -74,8 +76,9 @@ def test_missing_inputs_leave_sections_out_with_notes(world_artifacts, tmp_path)
     assert "--compare-data" in notes["shift"]
     assert "--cbm" in notes["cbm"]
     assert "--query" in notes["retrieval"]
+    assert "--decoder" in notes["captions"]
     html = result.index.read_text(encoding="utf-8")
-    assert html.count('class="note"') >= 5  # four left-out sections + "no concept maps"
+    assert html.count('class="note"') >= 6  # five left-out sections + "no concept maps"
     assert "no second dataset" in html
 
 
@@ -141,3 +144,10 @@ def test_demo_writes_its_report_and_never_fails_on_it(world_artifacts, tmp_path)
     (blocked / "report" / "notes.txt").write_text("not a report")
     refused = _demo_report(blocked, progress=False)
     assert refused["path"] is None and "not a t2c report folder" in refused["error"]
+
+
+def test_a_decoder_that_cannot_be_loaded_leaves_the_captions_out_with_its_reason(world_artifacts, tmp_path):
+    result = build_report(world_artifacts["aligner"], "world:test:shape:40", tmp_path / "r", n_samples=2,
+                          n_maps=0, decoder="no-such-decoder")
+    assert "captions" not in result.present
+    assert "no-such-decoder" in result.missing["captions"] and "decoder" in result.missing["captions"]
