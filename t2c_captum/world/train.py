@@ -67,14 +67,18 @@ class TrainSettings:
     clip_steps: int = 1800
     clip_lr: float = 2e-3
     group_fraction: float = 0.625
+    # hard-negative groups share these factors; none holds shape or pattern fixed, so both must be
+    # told apart inside every group (a factor held fixed in a group goes unlearned; see the history
+    # in docs/world-calibration.md)
     clip_groupings: list = field(
-        default_factory=lambda: [["colour", "pattern", "background"], ["colour", "background"],
-                                 ["colour", "size", "position"], ["pattern", "background"]]
+        default_factory=lambda: [["colour", "background"], ["colour", "size", "position"],
+                                 ["background", "size", "count"]]
     )
     clip_grouping_weights: list | None = None
     partial_per_image: int = 1
     partial_single: float = 0.5
-    partial_single_weights: dict | None = None
+    # pattern-only partial captions drawn 6x as often as other single-factor ones
+    partial_single_weights: dict | None = field(default_factory=lambda: {"pattern": 6.0})
     cnn_steps: int = 300
     cnn_lr: float = 3e-3
     ae_steps: int = 700

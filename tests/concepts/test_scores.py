@@ -52,11 +52,11 @@ def test_summary_from_chunks_equals_summary_of_the_whole():
     ]
 
 
-# What each model's features carry (linear probes in docs/world-calibration.md): the tiny CLIP all
-# but pattern (its pattern zero-shot is 0.28), the shape-trained CNN shape, size and count, the
-# autoencoder colour, size, background, position and count.
+# What each model's features carry (linear probes in docs/world-calibration.md): the tiny CLIP every
+# factor, the shape-trained CNN shape, size and count, the autoencoder colour, size, background,
+# position and count.
 CARRIED = {
-    "world-clip": {"shape", "colour", "size", "background", "position", "count"},
+    "world-clip": {"shape", "colour", "pattern", "size", "background", "position", "count"},
     "world-cnn": {"shape", "size", "count"},
     "world-ae": {"colour", "size", "background", "position", "count"},
 }
