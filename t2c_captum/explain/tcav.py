@@ -146,10 +146,9 @@ def _spread(direction: torch.Tensor, shape: tuple[int, ...], pool: str) -> torch
     raise DataError(f"cannot spread a {direction.numel()}-d CAV over a layer output of shape {shape}")
 
 
-def _subset_means(features: torch.Tensor, pool: torch.Tensor, size: int, n: int,
-                  gen: torch.Generator) -> list[torch.Tensor]:
-    """Means of ``n`` random subsets (``size`` rows each, without replacement) of ``features[pool]``."""
-    return [features[pool[torch.randperm(len(pool), generator=gen)[:size]]].mean(0) for _ in range(n)]
+def _subset_mean(features: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """Mean of a random subset of ``size`` rows of ``features`` (without replacement)."""
+    return features[torch.randperm(len(features), generator=gen)[:size]].mean(0)
 
 
 def _set_size(n_concept: int, size: int | None) -> int:
@@ -204,13 +203,11 @@ def mean_difference_cavs(
     if len(random_features) < 2 * n:
         raise DataError(f"need at least {2 * n} random examples for sets of {n}; got {len(random_features)}")
     gen = torch.Generator().manual_seed(seed)
-    pool = torch.arange(len(random_features))
-    concept = _subset_means(concept_features, torch.arange(len(concept_features)), n, runs, gen)
-    cavs, null = [], []
-    for mean in concept:
-        cavs.append(mean - random_features[pool[torch.randperm(len(pool), generator=gen)[:n]]].mean(0))
+    concept = [_subset_mean(concept_features, n, gen) for _ in range(runs)]
+    cavs = [mean - _subset_mean(random_features, n, gen) for mean in concept]
+    null = []
     for _ in range(runs):
-        order = torch.randperm(len(pool), generator=gen)
+        order = torch.randperm(len(random_features), generator=gen)
         null.append(random_features[order[:n]].mean(0) - random_features[order[n : 2 * n]].mean(0))
     return cavs, null
 
