@@ -1,10 +1,11 @@
 """Concept-to-text on the concept world: do decoded captions name what is in the image?
 
 The world decoder (``t2c_captum.decoders.world.world_decoder``: a small GPT-2 trained on the captions
-of 1200 training images embedded by the tiny CLIP's text encoder, text only) decodes
+of 2400 training images embedded by the tiny CLIP's text encoder, text only) decodes
 
-* the tiny CLIP's own image embeddings of test images;
-* world-ae and world-cnn features aligned to the tiny CLIP (closed-form aligner, ``--n-train`` images);
+* the tiny CLIP's own image embeddings of test images (``--split val`` for val images: tune there);
+* every world backbone's features (world-cnn, world-ae, world-vit) aligned to the tiny CLIP
+  (closed-form aligner, ``--n-train`` images);
 
 with the default decoding (projection onto the text memory, greedy). A caption names a factor value
 when it contains one of the world's words for it (``SYNONYMS``; background and position phrases are
@@ -14,8 +15,9 @@ the true shape, the true colour, and both.
 Then, for each injected shift task (``SHIFT_TASKS``), the shift direction (mean aligned target − mean
 aligned source, ``--n-shift`` images per side) is decoded and checked for the shifted value.
 
-    python benchmarks/world_decoder.py                    # about 10 minutes on 2 busy cores
+    python benchmarks/world_decoder.py                    # a few minutes on 2 busy cores (decoder cached)
     python benchmarks/world_decoder.py --n-test 500 --n-shift 300
+    python benchmarks/world_decoder.py --split val --n-test 1000 --n-shift 300
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import time
+from typing import Any
 
 import torch
 
@@ -31,7 +34,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--n-test", type=int, default=2000, help="test images captioned")
+    parser.add_argument(
+        "--split", choices=("test", "val"), default="test", help="images captioned (tune on val)"
+    )
+    parser.add_argument("--n-test", type=int, default=2000, help="images of the split captioned")
     parser.add_argument("--n-train", type=int, default=3000, help="aligner training images")
     parser.add_argument("--n-shift", type=int, default=500, help="images per side of each shift pair")
     parser.add_argument("--strategy", default="greedy", help="greedy, beam or nucleus")
@@ -40,7 +46,7 @@ def main() -> None:
 
     from t2c_captum.decoders.world import caption_accuracy, world_decoder, world_shift_captions
     from t2c_captum.features import extract_features
-    from t2c_captum.world.adapters import fit_world_aligner, world_source
+    from t2c_captum.world.adapters import WORLD_BACKBONES, fit_world_aligner, world_source
     from t2c_captum.world.weights import weights_digest
 
     start = time.perf_counter()
@@ -56,12 +62,12 @@ def main() -> None:
         f"(training run took {stats['seconds_this_run']:.0f} s when it was built)"
     )
     opts = {"strategy": args.strategy, "project": not args.no_project}
-    source = world_source("test", n=args.n_test)
+    source = world_source(args.split, n=args.n_test)
     samples = source.items.samples
     rows = []
     space_emb = None
-    encoders = {}
-    for name in ("world-ae", "world-cnn"):
+    encoders: dict[str, tuple[Any, Any]] = {}
+    for name in WORLD_BACKBONES:
         backbone, space, aligner = fit_world_aligner(name, args.n_train)
         encoders[name] = (backbone, aligner)
     space_emb = extract_features(source, {"space": space}, progress=False).load(["space"])["space"]
@@ -75,7 +81,7 @@ def main() -> None:
             (f"{name} aligned", caption_accuracy(decoder.decode(aligner.transform(feats), **opts), samples))
         )
     print(
-        f"\ncaptions of {args.n_test} test images ({args.strategy}, "
+        f"\ncaptions of {args.n_test} {args.split} images ({args.strategy}, "
         f"projection {'off' if args.no_project else 'on'})\n"
     )
     print("| input | names shape | names colour | names both |")

@@ -32,7 +32,14 @@ from .aligners import (
 )
 from .backbones import Backbone, ModuleBackbone, load_backbone, module_backbone
 from .cbm import CBMReport, ConceptBottleneck
-from .concepts import ConceptBank, concept_scores, load_vocabulary, summarize_scores, top_concepts
+from .concepts import (
+    ConceptBank,
+    concept_scores,
+    contrast_scores,
+    load_vocabulary,
+    summarize_scores,
+    top_concepts,
+)
 from .data import ImageSource, open_source
 from .decoders import (
     CaptionDecoder,
@@ -88,6 +95,7 @@ __all__ = [
     "caption_features",
     "caption_images",
     "concept_scores",
+    "contrast_scores",
     "diagnose_shift",
     "evaluate_store",
     "extract_features",

@@ -19,7 +19,7 @@ from .spaces import load_space
 
 __all__ = ["DEMO_BACKBONES", "DEMO_FACTORS", "run_demo"]
 
-DEMO_BACKBONES = ("world-cnn", "world-ae")
+DEMO_BACKBONES = ("world-cnn", "world-ae", "world-vit")
 DEMO_FACTORS = ("shape", "colour", "pattern", "background")
 SPACE = "world-clip"
 
@@ -34,6 +34,9 @@ def _acceptance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     head, clip = get("world-cnn", "shape", "own_head_top1"), get("world-cnn", "shape", "space_top1")
     cnn_shape = get("world-cnn", "shape", "aligned_top1")
     ae_gap = get("world-ae", "colour", "space_top1") - get("world-ae", "colour", "aligned_top1")
+    vit_gap = max(
+        get("world-vit", f, "space_top1") - get("world-vit", f, "aligned_top1") for f in DEMO_FACTORS
+    )
     return [
         {
             "check": "world-cnn aligned shape within 5 pts of its own head",
@@ -50,6 +53,11 @@ def _acceptance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "gap_pts": 100 * ae_gap,
             "passed": ae_gap <= 0.10,
         },
+        {
+            "check": f"world-vit aligned {', '.join(DEMO_FACTORS)} each within 5 pts of the tiny CLIP",
+            "gap_pts": 100 * vit_gap,
+            "passed": vit_gap <= 0.05,
+        },
     ]
 
 
@@ -62,9 +70,9 @@ def run_demo(
     with_capabilities: bool = True,
     write_report: bool | None = None,
 ) -> dict[str, Any]:
-    """Fit ``world-cnn`` and ``world-ae`` → ``world-clip`` and evaluate them per factor.
+    """Fit ``world-cnn``, ``world-ae`` and ``world-vit`` → ``world-clip`` and evaluate them per factor.
 
-    Each split is decoded and encoded once for all three models. With ``with_capabilities`` the
+    Each split is decoded and encoded once for all four models. With ``with_capabilities`` the
     capabilities built on the aligners (concept scores, CBM, shift diagnosis, retrieval, Captum maps)
     are checked against the world's truth too. With ``write_report`` (default: as ``with_capabilities``)
     the concept report of world-cnn on the test split is written to ``OUT/report/index.html``.

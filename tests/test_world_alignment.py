@@ -50,4 +50,11 @@ def test_alignment_quality_is_reported_on_held_out_images(summary):
     for fit in summary["fits"]:
         assert 0.3 < fit["holdout_r2"] <= 1 and 0.5 < fit["holdout_mean_cosine"] <= 1
         assert fit["n_train"] < 4000  # the held-out rows were not used
-    assert len(summary["acceptance"]) == 3
+    assert len(summary["acceptance"]) == 4
+
+
+def test_backbone_supervised_on_every_factor_names_them_all_through_the_aligner(summary):
+    # world-vit learnt every factor, so its aligned features answer every question about as well as the CLIP
+    for factor in ("shape", "colour", "pattern", "background"):
+        row = _row(summary, "world-vit", factor)
+        assert row["aligned_top1"] >= row["space_top1"] - 0.05, factor

@@ -35,6 +35,14 @@ def concepts_cmd(
             "instead of raw cosine (which favours concepts that score high on every image)."
         ),
     ] = True,
+    contrast: Annotated[
+        bool,
+        typer.Option(
+            help="Rank an image's concepts by their margin over the best alternative of their group "
+            "(\"red\" against the other colours; needs a vocabulary with groups: world, visual, imagenet). "
+            "Overrides --relative."
+        ),
+    ] = False,
     backbone: BackboneOpt = None,
     checkpoint: CheckpointOpt = None,
     batch_size: int = 64,
@@ -43,7 +51,7 @@ def concepts_cmd(
 ) -> None:
     """Name what a backbone sees: top concepts per image, and which concepts dominate the dataset."""
     from ..cli import T2CError, _fail, console
-    from ..concepts import iter_store_scores, summarize_scores, top_concepts
+    from ..concepts import contrast_scores, iter_store_scores, summarize_scores, top_concepts
     from ..data import open_source
 
     try:
@@ -61,7 +69,9 @@ def concepts_cmd(
             first.append(scores[:take])
         summary = summarize_scores(chunks, bank, k=top_k)
         head = torch.cat(first)
-        if relative:
+        if contrast:
+            head = contrast_scores(head, bank)
+        elif relative:
             head = (head - torch.from_numpy(summary.mean).float()) / torch.from_numpy(
                 summary.std + 1e-8
             ).float()
@@ -75,7 +85,7 @@ def concepts_cmd(
     if as_json:
         typer.echo(json.dumps({"images": per_image, "summary": ranked, "n": summary.n}, indent=2))
         return
-    unit = "z" if relative else "cos"
+    unit = "margin over the best alternative" if contrast else "z" if relative else "cos"
     console.print(f"top {top_k} concepts per image ({unit}):", highlight=False)
     for item in per_image:
         named = ", ".join(f"{c} {s:.2f}" for c, s in item["top"])

@@ -51,7 +51,7 @@ def train_cmd(
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 200,
     world_samples: Annotated[
         int, typer.Option(help="With --corpus world: images whose captions are used.")
-    ] = 1200,
+    ] = 2400,
     tokenizer: Annotated[
         str | None, typer.Option(help="A local Hugging Face tokenizer directory (default: CLIP BPE).")
     ] = None,

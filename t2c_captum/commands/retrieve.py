@@ -34,8 +34,11 @@ def retrieve_cmd(
     vocabulary: VocabularyOpt = None,
     concepts: ConceptsOpt = None,
     threshold: Annotated[
-        str, typer.Option(help="Threshold of concepts written without one: z0, z1.5, q0.9 or 0.3.")
-    ] = "z0",
+        str,
+        typer.Option(help="Threshold of concepts written without one: auto (c0 where the concept has "
+                     "alternatives in the vocabulary's groups, else z0), or one for all: c0 "
+                     "(contrast), z0, z1.5, q0.9 or 0.3."),
+    ] = "auto",
     centre: Annotated[
         bool | None,
         typer.Option("--centre/--no-centre", help="Centre scores on the bank's concepts (default: 8+)."),
@@ -58,7 +61,10 @@ def retrieve_cmd(
 ) -> None:
     """Find the images that satisfy QUERY: concepts joined by & (and), | (or), ~ (not).
 
-    Thresholds: "red">z1.5 (z-score), "red">q0.9 (quantile), "red">0.3 (cosine); default z > 0.
+    Thresholds: "red">z1.5 (z-score), "red">q0.9 (quantile), "red">0.3 (cosine), "red">c0.02
+    (contrast: red's cosine beats the other concepts of its group, e.g. the other colours, by 0.02).
+    Default: contrast > 0 for concepts whose vocabulary gives them a group with alternatives
+    (world, visual, imagenet), z > 0 for the others.
 
     With --vocabulary/--concepts every query concept must be in it (on the concept world use -v world).
 
@@ -73,7 +79,7 @@ def retrieve_cmd(
         raise typer.BadParameter(f"--index must be one of {', '.join(kinds)}, not {index!r}")
     try:
         parsed = parse_query(query)
-        default = parse_threshold(threshold)
+        default = None if threshold.strip().lower() == "auto" else parse_threshold(threshold)
         pair = load_aligned(aligner, backbone, checkpoint)
         bank = make_bank(pair.space, vocabulary, concepts) if (vocabulary or concepts) else pair.space
         retriever = Retriever(bank, pair.aligner, centre=centre, default_threshold=default)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from ..hookspecs import Register, hookimpl
-from .vocabularies import visual_vocabulary
+from .bank import Vocabulary
+from .vocabularies import imagenet_vocabulary, visual_grouped_vocabulary
 
 
-def imagenet_classes() -> list[str]:
-    """The 1000 ImageNet class names shipped with open_clip."""
-    from ..spaces import imagenet_class_names
-
-    return imagenet_class_names()
+def imagenet_classes() -> Vocabulary:
+    """The 1000 ImageNet class names shipped with open_clip (one group; repeated names once)."""
+    return imagenet_vocabulary()
 
 
 @hookimpl
@@ -18,7 +17,7 @@ def register_concept_vocabularies(register: Register) -> None:
     register("imagenet", imagenet_classes, description="the 1000 ImageNet classes (open_clip)")
     register(
         "visual",
-        visual_vocabulary,
+        visual_grouped_vocabulary,
         description="about 1050 general visual concepts written for t2c_captum "
-        "(colours, patterns, materials, parts, scenes...)",
+        "(colours, patterns, materials, parts, scenes...), grouped by category",
     )

@@ -17,7 +17,7 @@ import torch
 from .._exceptions import CheckpointFormatError, DataError, DimensionMismatchError, UnknownNameError
 from .._io import atomic_write_tensors, load_state_dict_file
 
-__all__ = ["ConceptBank", "Vocabulary", "check_concepts"]
+__all__ = ["ConceptBank", "Vocabulary", "check_concepts", "check_groups"]
 
 _FORMAT = 1
 
@@ -31,11 +31,16 @@ class Vocabulary:
         prompts: concept → full prompts (e.g. the concept world's per-factor wording); ``None``
             means "fill the concept into templates".
         name: where the vocabulary came from.
+        groups: concept → the name of its group of mutually exclusive alternatives (``"red"`` →
+            ``"colour"``, so the other colours are its alternatives); ``None`` (or a concept left
+            out) means unknown. Contrast scoring in :class:`~t2c_captum.retrieval.Retriever` asks a
+            concept to beat its alternatives. Metadata only: groups do not change the embeddings.
     """
 
     concepts: list[str]
     prompts: dict[str, list[str]] | None = None
     name: str = "user"
+    groups: dict[str, str] | None = None
 
 
 def check_concepts(concepts: Sequence[str], what: str = "concept list") -> list[str]:
@@ -55,6 +60,30 @@ def check_concepts(concepts: Sequence[str], what: str = "concept list") -> list[
             "remove the duplicates (list(dict.fromkeys(concepts)) keeps the first of each)"
         )
     return texts
+
+
+def check_groups(groups: Mapping[str, str] | None, concepts: Sequence[str]) -> dict[str, str]:
+    """``groups`` (concept → group name) checked against ``concepts``: every key must be one of
+    them and every group a non-empty string. ``None`` gives ``{}``."""
+    if groups is None:
+        return {}
+    if not isinstance(groups, Mapping):
+        raise DataError(f"groups must map concept → group name, not {type(groups).__name__}")
+    known = set(concepts)
+    unknown = [c for c in groups if c not in known]
+    if unknown:
+        raise DataError(
+            f"groups name {len(unknown)} concept(s) that are not in the concepts: "
+            f"{', '.join(map(repr, unknown[:8]))}; give groups only for the vocabulary's own concepts"
+        )
+    bad = {c: g for c, g in groups.items() if not isinstance(g, str) or not g.strip()}
+    if bad:
+        concept, group = next(iter(bad.items()))
+        raise DataError(
+            f"the group of a concept must be a non-empty string, got {group!r} for {concept!r}"
+            + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+        )
+    return {c: groups[c].strip() for c in concepts if c in groups}
 
 
 def _prompt_sets(
@@ -90,6 +119,8 @@ class ConceptBank:
         embeddings (Tensor): ``[K, D]`` unit vectors, one row per concept.
         space_id (str): the space that embedded them.
         info (dict, optional): how they were built (templates, class names, vocabulary).
+        groups (dict, optional): concept → group name (see :class:`Vocabulary`); concepts left out
+            have no group. Default: ``None`` (no groups)
 
     Examples::
 
@@ -104,6 +135,7 @@ class ConceptBank:
         embeddings: torch.Tensor,
         space_id: str,
         info: dict[str, Any] | None = None,
+        groups: Mapping[str, str] | None = None,
     ) -> None:
         self.concepts = check_concepts(concepts)
         if embeddings.ndim != 2 or embeddings.shape[0] != len(self.concepts):
@@ -115,6 +147,28 @@ class ConceptBank:
         self.space_id = space_id
         self.info = dict(info or {})
         self._index = {c: i for i, c in enumerate(self.concepts)}
+        self._set_groups(groups)
+
+    def _set_groups(self, groups: Mapping[str, str] | None) -> None:
+        self._groups = check_groups(groups, self.concepts)
+        self._members: dict[str, list[str]] = {}
+        for concept, group in self._groups.items():
+            self._members.setdefault(group, []).append(concept)
+
+    @property
+    def groups(self) -> dict[str, str]:
+        """Concept → group name, for the concepts whose group is known (``{}`` when none is)."""
+        return dict(self._groups)
+
+    def with_groups(self, groups: Mapping[str, str] | None) -> ConceptBank:
+        """The same bank (same embeddings) with other groups (concept → group name; ``None``: none)."""
+        return ConceptBank(self.concepts, self.embeddings, self.space_id, self.info, groups)
+
+    def alternatives(self, concept: str) -> list[str]:
+        """The other concepts of ``concept``'s group, in bank order (``[]`` when it has no group)."""
+        self.index(concept)
+        group = self._groups.get(concept)
+        return [c for c in self._members.get(group, []) if c != concept] if group is not None else []
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -139,9 +193,13 @@ class ConceptBank:
                 ``template.format(f"{concept} {class}")`` for every class and average.
             cache_dir (path, optional): cache folder. Default: ``$T2C_CACHE/concept-banks``
             cache (bool, optional): read and write the cache. Default: ``True``
+
+        The vocabulary's ``groups`` are kept in :attr:`groups` (not in the cache key: they do not
+        change the embeddings, and a bank read from the cache gets the vocabulary's groups).
         """
         vocab = _as_vocabulary(concepts)
         names = check_concepts(vocab.concepts)
+        groups = check_groups(vocab.groups, names)
         tmpl = list(templates or getattr(space, "templates", None) or ["{}"])
         prompt_sets = _prompt_sets(names, vocab.prompts, tmpl, class_names)
         space_identity = dict(getattr(space, "identity", {"id": getattr(space, "name", "space")}))
@@ -156,11 +214,14 @@ class ConceptBank:
         path = _cache_path(cache_dir, key)
         if cache and path.is_file():
             try:
-                return cls.load(path)
+                cached = cls.load(path)
             except (CheckpointFormatError, DataError, DimensionMismatchError):
                 pass  # a corrupted cache entry is rebuilt below
+            else:
+                cached._set_groups(groups)  # the entry may have been written with other groups
+                return cached
         embeddings = space.encode_prompt_sets(prompt_sets)
-        bank = cls(names, embeddings, space_id, info)
+        bank = cls(names, embeddings, space_id, info, groups)
         if cache:
             bank.save(path)
         return bank
@@ -207,17 +268,20 @@ class ConceptBank:
     def subset(self, concepts: Sequence[str]) -> ConceptBank:
         """A bank of some of these concepts (same embeddings)."""
         rows = self.indices(check_concepts(concepts))
-        return ConceptBank([self.concepts[i] for i in rows], self.embeddings[rows], self.space_id, self.info)
+        names = [self.concepts[i] for i in rows]
+        groups = {c: self._groups[c] for c in names if c in self._groups}
+        return ConceptBank(names, self.embeddings[rows], self.space_id, self.info, groups)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``path`` (safetensors; concepts and build info in its metadata), atomically."""
+        """Write ``path`` (safetensors; concepts, groups and build info in its metadata), atomically."""
         out = Path(path)
         meta = {
             "format": str(_FORMAT),
             "space_id": self.space_id,
             "concepts": json.dumps(self.concepts),
             "info": json.dumps(self.info),
+            "groups": json.dumps(self._groups),
         }
         atomic_write_tensors(out, {"embeddings": self.embeddings}, metadata=meta)
         return out
@@ -233,7 +297,7 @@ class ConceptBank:
         if "concepts" not in meta or "embeddings" not in tensors:
             raise CheckpointFormatError(f"{str(path)!r} is not a saved ConceptBank")
         return cls(json.loads(meta["concepts"]), tensors["embeddings"], meta.get("space_id", ""),
-                   json.loads(meta.get("info", "{}")))
+                   json.loads(meta.get("info", "{}")), json.loads(meta.get("groups", "{}")))
 
     def check_space(self, space_id: str) -> None:
         """Raise if the bank was embedded by another space than ``space_id``."""

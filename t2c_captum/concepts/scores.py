@@ -13,7 +13,14 @@ from .._exceptions import DataError, DimensionMismatchError
 from ..aligners.base import as_tensor_2d
 from .bank import ConceptBank
 
-__all__ = ["ConceptSummary", "concept_scores", "iter_store_scores", "summarize_scores", "top_concepts"]
+__all__ = [
+    "ConceptSummary",
+    "concept_scores",
+    "contrast_scores",
+    "iter_store_scores",
+    "summarize_scores",
+    "top_concepts",
+]
 
 
 @torch.no_grad()
@@ -49,6 +56,48 @@ def concept_scores(
     if not out:
         return torch.zeros(0, len(bank))
     return torch.cat(out)
+
+
+def contrast_scores(scores: torch.Tensor, bank: ConceptBank) -> torch.Tensor:
+    """Each concept's score minus the best score among its alternatives (the other concepts of its
+    group, :meth:`ConceptBank.alternatives`): positive where the concept beats every alternative, as
+    zero-shot classification within the group asks.
+
+    Raw cosines carry what an image shares with every text (on the concept world, aligned images of
+    large objects score higher with *every* concept, "small" included); the margin over the
+    alternatives cancels it.
+
+    Args:
+        scores (Tensor): ``[N, K]`` scores of the bank's concepts (:func:`concept_scores`).
+        bank (ConceptBank): the concepts, with groups (``Vocabulary(groups=...)``; the ``world``,
+            ``visual`` and ``imagenet`` vocabularies have them).
+
+    Returns:
+        Tensor: ``[N, K]`` margins, in the scores' unit.
+
+    Raises:
+        DataError: a concept has no alternatives in the bank (no group, or alone in its group).
+    """
+    names = _names(bank)
+    s = _check_width(scores, names).float()
+    lonely = [c for c in names if not bank.alternatives(c)]
+    if lonely:
+        raise DataError(
+            f"{len(lonely)} concept(s) have no alternatives to contrast with: "
+            f"{', '.join(map(repr, lonely[:8]))}; give the vocabulary groups (Vocabulary(groups=...)), "
+            "or bank.with_groups({c: 'all' for c in bank}) to contrast every concept with all the others"
+        )
+    out = torch.empty_like(s)
+    members: dict[str, list[int]] = {}
+    for concept, group in bank.groups.items():
+        members.setdefault(group, []).append(bank.index(concept))
+    for rows in members.values():
+        cols = torch.tensor(rows)
+        top2 = s[:, cols].topk(2, dim=1)
+        first = top2.indices[:, :1] == torch.arange(len(rows))  # [N, m]: the column holding the max
+        best_other = torch.where(first, top2.values[:, 1:2], top2.values[:, :1])
+        out[:, cols] = s[:, cols] - best_other
+    return out
 
 
 def iter_store_scores(

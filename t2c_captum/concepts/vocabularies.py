@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from importlib import resources
 
 from .._exceptions import DataError, UnknownNameError
+from .bank import Vocabulary
 
-__all__ = ["visual_categories", "visual_vocabulary"]
+__all__ = ["imagenet_vocabulary", "visual_categories", "visual_grouped_vocabulary", "visual_vocabulary"]
 
 _VISUAL_FILE = "visual.txt"
 _CATEGORY_PREFIX = "# category:"
@@ -75,3 +76,30 @@ def visual_vocabulary(categories: Sequence[str] | None = None) -> list[str]:
                 "visual category name", name, grouped, hint=f"Valid visual categories: {valid}."
             )
     return list(dict.fromkeys(concept for name in names for concept in grouped[name]))
+
+
+def visual_grouped_vocabulary() -> Vocabulary:
+    """The whole general visual vocabulary with its categories as groups (the ``visual`` vocabulary).
+
+    Returns:
+        Vocabulary: every concept of :func:`visual_vocabulary`, ``groups`` mapping each to its category
+        (so a colour's alternatives are the other colours).
+    """
+    groups = {c: name for name, concepts in visual_categories().items() for c in concepts}
+    return Vocabulary(visual_vocabulary(), name="visual", groups=groups)
+
+
+#: Group of every class of the ``imagenet`` vocabulary: the classes are alternatives of each other.
+IMAGENET_GROUP = "imagenet class"
+
+
+def imagenet_vocabulary() -> Vocabulary:
+    """The 1000 ImageNet class names shipped with open_clip, all in one group (``imagenet class``).
+
+    Returns:
+        Vocabulary: the class names, each the alternative of every other.
+    """
+    from ..spaces import imagenet_class_names
+
+    names = list(dict.fromkeys(imagenet_class_names()))
+    return Vocabulary(names, name="imagenet", groups=dict.fromkeys(names, IMAGENET_GROUP))

@@ -1,13 +1,16 @@
 """Token generation after a prefix of embeddings: greedy, beam search and nucleus sampling, in batches.
 
 A compact loop over any causal language model that accepts ``inputs_embeds`` (``GPT2LMHeadModel``):
-every row of a batch has the same length, finished rows keep emitting their stop token at no cost, so
-no attention mask or cache bookkeeping is needed. Captions are short, so the full sequence is
-recomputed each step.
+every row of a batch has the same length and finished rows keep emitting their stop token, so no
+attention mask is needed. The model's key/value cache is used (``use_cache=True``, the default): the
+prefix is run once and each step feeds only the new token; beam search reorders the cache by the
+chosen beams. ``use_cache=False`` recomputes the whole sequence each step (same captions; the reference
+the tests compare against). A model that returns no cache is run the uncached way.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -35,6 +38,8 @@ class GenerationOptions:
         max_new_tokens (int): longest caption in tokens. Default: ``32``
         length_penalty (float): beam hypotheses are ranked by ``log p / length ** length_penalty``
             (``0``: the total log-probability). Default: ``1.0``
+        use_cache (bool): reuse the model's key/value cache, feeding one new token a step (``False``:
+            recompute the whole sequence each step; same captions, slower). Default: ``True``
     """
 
     strategy: str = "greedy"
@@ -44,6 +49,7 @@ class GenerationOptions:
     seed: int | None = 0
     max_new_tokens: int = 32
     length_penalty: float = 1.0
+    use_cache: bool = True
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -68,11 +74,64 @@ class Generated:
     log_prob: float
 
 
-def _step_logprobs(lm: nn.Module, embeds: torch.Tensor, banned: Sequence[int]) -> torch.Tensor:
-    logits = lm(inputs_embeds=embeds).logits[:, -1].float()
-    if banned:
-        logits[:, list(banned)] = float("-inf")
-    return torch.log_softmax(logits, dim=-1)
+def _cache_argument(lm: nn.Module) -> str | None:
+    """Name of the forward argument that takes the key/value cache (``cache`` in transformers >= 5.x,
+    ``past_key_values`` before), or ``None`` when the model takes none."""
+    try:
+        params = inspect.signature(cast(Any, lm).forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return None
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    return None
+
+
+class _Stepper:
+    """Next-token log-probabilities of a batch of growing sequences, with or without the model's
+    key/value cache: :meth:`logprobs` of the last position, :meth:`append` one token per row,
+    :meth:`select` rows (beam search)."""
+
+    def __init__(
+        self, lm: nn.Module, embed: nn.Module, x: torch.Tensor, banned: Sequence[int], use_cache: bool
+    ):
+        self.lm, self.embed, self.banned = lm, embed, list(banned)
+        name = _cache_argument(lm)
+        self.takes_cache = name is not None
+        self.arg = name if use_cache else None
+        self.x = x  # the whole sequence (uncached), or the tokens the cache has not seen yet
+        self.cache: Any = None
+
+    def logprobs(self) -> torch.Tensor:
+        if self.arg is None:
+            kwargs = {"use_cache": False} if self.takes_cache else {}
+            logits = self.lm(inputs_embeds=self.x, **kwargs).logits[:, -1]
+        else:
+            past = {self.arg: self.cache} if self.cache is not None else {}
+            out = self.lm(inputs_embeds=self.x, use_cache=True, **past)
+            cache = getattr(out, "cache", None)
+            self.cache = cache if cache is not None else getattr(out, "past_key_values", None)
+            if self.cache is None:  # the model keeps no cache: recompute from now on
+                self.arg = None
+            else:
+                self.x = self.x[:, :0]
+            logits = out.logits[:, -1]
+        logits = logits.float()
+        if self.banned:
+            logits[:, self.banned] = float("-inf")
+        return torch.log_softmax(logits, dim=-1)
+
+    def append(self, tokens: torch.Tensor) -> None:
+        self.x = torch.cat([self.x, self.embed(tokens[:, None]).to(self.x.dtype)], dim=1)
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.x = self.x[rows]
+        if self.cache is None:
+            return
+        if hasattr(self.cache, "reorder_cache"):
+            self.cache.reorder_cache(rows)
+        else:  # legacy tuple of per-layer (key, value) tensors
+            self.cache = tuple(tuple(t.index_select(0, rows) for t in layer) for layer in self.cache)
 
 
 def _trim(ids: list[int], stop: set[int]) -> list[int]:
@@ -136,8 +195,9 @@ def _sample_or_greedy(
     gen = None
     if opts.strategy == "nucleus":
         gen = torch.Generator(device="cpu").manual_seed(int(opts.seed or 0))
+    steps = _Stepper(lm, embed, x, banned, opts.use_cache)
     for _ in range(opts.max_new_tokens):
-        logp = _step_logprobs(lm, x, banned)
+        logp = steps.logprobs()
         nxt = _nucleus(logp, opts, gen).to(device) if gen is not None else logp.argmax(dim=-1)
         nxt = torch.where(done, stop[0].expand_as(nxt), nxt)
         score += torch.where(done, torch.zeros_like(score), logp.gather(1, nxt[:, None])[:, 0].double())
@@ -145,7 +205,7 @@ def _sample_or_greedy(
         done |= torch.isin(nxt, stop)
         if bool(done.all()):
             break
-        x = torch.cat([x, embed(nxt[:, None]).to(x.dtype)], dim=1)
+        steps.append(nxt)
     ids = torch.stack(tokens, dim=1).tolist()
     stops = set(int(s) for s in stop_ids)
     return [Generated(_trim(row, stops), float(s)) for row, s in zip(ids, score.tolist(), strict=True)]
@@ -178,8 +238,9 @@ def _beam(
     length = torch.zeros(batch, k, device=device)
     done = torch.zeros(batch, k, dtype=torch.bool, device=device)
     seqs = torch.zeros(batch, k, 0, dtype=torch.long, device=device)
+    steps = _Stepper(lm, embed, x, banned, opts.use_cache)
     for _ in range(opts.max_new_tokens):
-        logp = _step_logprobs(lm, x, banned).double().view(batch, k, -1)
+        logp = steps.logprobs().double().view(batch, k, -1)
         vocab = logp.shape[-1]
         finished = torch.full_like(logp, float("-inf"))
         finished[..., fill] = 0.0
@@ -193,9 +254,10 @@ def _beam(
             [seqs.gather(1, beam[..., None].expand(-1, -1, seqs.shape[-1])), token[..., None]], -1
         )
         rows = (beam + torch.arange(batch, device=device)[:, None] * k).view(-1)
-        x = torch.cat([x[rows], embed(token.view(-1, 1)).to(x.dtype)], dim=1)
         if bool(done.all()):
             break
+        steps.select(rows)
+        steps.append(token.view(-1))
     ranked = score / length.clamp_min(1) ** opts.length_penalty
     best = ranked.argmax(dim=1)
     stops = set(int(s) for s in stop_ids)

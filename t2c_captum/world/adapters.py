@@ -26,9 +26,8 @@ __all__ = [
 WORLD_BACKBONES: dict[str, str] = {
     "world-cnn": "concept-world CNN trained supervised on shape (has its classifier head)",
     "world-ae": "concept-world autoencoder, never saw a label (latent features)",
-    # "world-vit" (WorldViT, supervised on every factor; head: its shape classifier; layers
-    # patch_embed, blocks.0-3) is trained by the training script but registered only once its
-    # weights are committed (see docs/world-calibration.md).
+    "world-vit": "concept-world ViT with a conv stem, supervised on every factor (head: its shape "
+    "classifier; layers patch_embed, blocks.0-3)",
 }
 
 
@@ -122,12 +121,21 @@ def world_concepts() -> dict[str, tuple[str, str]]:
     return {concept_term(f, v): (f, v) for f, values in FACTORS.items() for v in values}
 
 
-def world_vocabulary() -> dict[str, list[str]]:
-    """Every factor value of the concept world as a concept, with the tiny CLIP's prompts for it."""
+def world_vocabulary() -> Any:
+    """Every factor value of the concept world as a concept, with the tiny CLIP's prompts for it
+    and its factor as its group (the other colours are the alternatives of ``"red"``): a
+    :class:`~t2c_captum.concepts.Vocabulary`."""
+    from ..concepts.bank import Vocabulary
     from .zeroshot import class_prompts
 
-    prompts = {f: class_prompts(f) for f in {f for f, _ in world_concepts().values()}}
-    return {term: prompts[f][v] for term, (f, v) in world_concepts().items()}
+    concepts = world_concepts()
+    prompts = {f: class_prompts(f) for f in {f for f, _ in concepts.values()}}
+    return Vocabulary(
+        list(concepts),
+        {term: list(prompts[f][v]) for term, (f, v) in concepts.items()},
+        name="world",
+        groups={term: f for term, (f, _) in concepts.items()},
+    )
 
 
 def world_source(split: str = "test", n: int | None = None, factor: str | None = "shape") -> Any:

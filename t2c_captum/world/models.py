@@ -261,8 +261,9 @@ class ShapeCNN(nn.Module):
 class WorldViT(nn.Module):
     """A small vision transformer trained supervised on every factor (one linear head each).
 
-    ``patch_embed`` (a stride-``patch`` conv, or with ``stem`` a small conv stem: a 3x3 stride-2
-    conv then a stride-``patch/2`` conv; ``[N, width, 64/patch, 64/patch]`` maps) and
+    ``patch_embed`` (a stride-``patch`` conv, or with ``stem`` a convolutional stem: 3x3 stride-2
+    conv + batch-norm + GELU layers, then a conv of stride ``patch / 2**len(stem)``;
+    ``[N, width, 64/patch, 64/patch]`` maps) and
     ``blocks.<i>`` (token sequences ``[N, 1 + patches, width]``, class token first) are the layers
     to hook; ``features`` is the final-norm class token. ``head`` is the shape classifier (like
     ShapeCNN's), ``heads[factor]`` the classifier of every other factor.
@@ -271,7 +272,8 @@ class WorldViT(nn.Module):
         num_classes: classes per factor (``{factor: n}``; must include ``shape``).
         patch: patch side in pixels.
         width / depth / heads_per_block: transformer layout.
-        stem: channels of the conv stem (0: plain patchify conv).
+        stem: channels of the stem's stride-2 conv layers (empty: a plain patchify conv). A conv
+            stem lets a small ViT see shapes inside its patches (Xiao et al., 2021).
     """
 
     def __init__(
@@ -281,19 +283,22 @@ class WorldViT(nn.Module):
         width: int = 96,
         depth: int = 4,
         heads_per_block: int = 4,
-        stem: int = 0,
+        stem: Sequence[int] = (),
     ) -> None:
         super().__init__()
         num_classes = dict(num_classes or {"shape": 6})
         grid = 64 // patch
         self.patch_embed: nn.Module
-        if stem:
-            self.patch_embed = nn.Sequential(
-                nn.Conv2d(3, stem, 3, stride=2, padding=1), nn.GELU(),
-                nn.Conv2d(stem, width, patch // 2, stride=patch // 2),
-            )
-        else:
-            self.patch_embed = nn.Conv2d(3, width, patch, stride=patch)
+        stride = patch // 2 ** len(stem)
+        if stride < 1 or stride * 2 ** len(stem) != patch:
+            raise ValueError(f"patch {patch} is not 2**len(stem) = {2 ** len(stem)} times a whole stride")
+        layers: list[nn.Module] = []
+        channels = 3
+        for out in stem:
+            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.BatchNorm2d(out), nn.GELU()]
+            channels = out
+        layers.append(nn.Conv2d(channels, width, stride, stride=stride))
+        self.patch_embed = nn.Sequential(*layers) if stem else layers[0]
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
         self.pos_embed = nn.Parameter(torch.randn(1, 1 + grid * grid, width) * 0.02)
         self.blocks = nn.ModuleList(
@@ -309,7 +314,7 @@ class WorldViT(nn.Module):
             {f: nn.Linear(width, n) for f, n in num_classes.items() if f != "shape"}
         )
         self.hparams = {"num_classes": num_classes, "patch": patch, "width": width,
-                        "depth": depth, "heads_per_block": heads_per_block, "stem": stem}
+                        "depth": depth, "heads_per_block": heads_per_block, "stem": list(stem)}
 
     def features(self, x: Tensor) -> Tensor:
         """Class-token features ``[N, width]``."""

@@ -2,9 +2,9 @@
 
 Usage::
 
-    python -m t2c_captum.world.train [--quick] [--out DIR] [--calibration FILE]
+    python -m t2c_captum.world.train [--quick] [--vit-only] [--out DIR] [--calibration FILE]
 
-The full run takes about 15 minutes on 2 CPU cores; ``--quick`` takes seconds (smoke test).
+The full run takes about 22 minutes on 2 CPU cores; ``--quick`` takes seconds (smoke test).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from t2c_captum._exceptions import WorldError
 from t2c_captum.world.generator import (
     CANONICAL_COUNTS,
     FACTORS,
@@ -45,17 +46,15 @@ from t2c_captum.world.models import (
     clip_special_ids,
     clip_tokenize,
 )
-from t2c_captum.world.weights import DEFAULT_WEIGHTS_DIR, REGENERATE_COMMAND
+from t2c_captum.world.weights import DEFAULT_WEIGHTS_DIR, REGENERATE_COMMAND, load_world_model
 from t2c_captum.world.zeroshot import class_prompts, zero_shot_weights
 
 __all__ = ["TrainSettings", "main", "train_world"]
 
 CALIBRATION_DOC = Path(__file__).resolve().parents[2] / "docs" / "world-calibration.md"
 PROBE_FACTORS = tuple(FACTORS)
-
-
-#: training steps of the experimental world-vit when ``--vit`` asks for it
-VIT_STEPS = 450
+#: the models trained in one random stream (CLIP, then CNN, then AE); world-vit has its own seed
+CHAINED = ("world-clip", "world-cnn", "world-ae")
 
 
 @dataclass
@@ -88,9 +87,10 @@ class TrainSettings:
     ae_steps: int = 700
     ae_lr: float = 2e-3
     ae_saturation_gain: float = 20.0
-    # world-vit is experimental and not shipped: 0 skips it; `--vit` trains it for VIT_STEPS steps
-    vit_steps: int = 0
+    vit_steps: int = 900
     vit_lr: float = 1e-3
+    # the shape head's loss counts 3x: the other factors are learnt first and would dominate
+    vit_shape_weight: float = 3.0
     weight_decay: float = 0.05
     warmup: int = 100
     max_shift: int = 3
@@ -110,7 +110,7 @@ class TrainSettings:
     )
     vit_hparams: dict = field(
         default_factory=lambda: {"patch": 8, "width": 96, "depth": 4, "heads_per_block": 4,
-                                 "stem": 32}
+                                 "stem": [32, 64, 96]}
     )
 
     @classmethod
@@ -502,8 +502,10 @@ def train_vit(images: Tensor, samples: list[Sample], cfg: TrainSettings) -> Worl
     def loss_fn(idx: Tensor) -> Tensor:
         x = random_shift(normalise(images[idx]), cfg.max_shift, gen)
         logits = model.factor_logits(x)
-        return cast(Tensor, sum(F.cross_entropy(logits[f], labels[idx, i])
-                                for i, f in enumerate(FACTORS)))
+        return cast(Tensor, sum(
+            (cfg.vit_shape_weight if f == "shape" else 1.0) * F.cross_entropy(logits[f], labels[idx, i])
+            for i, f in enumerate(FACTORS)
+        ))
 
     run_steps(model, loss_fn, len(samples), cfg.vit_steps, cfg.vit_lr, cfg, "vit")
     return model
@@ -662,6 +664,18 @@ def calibration_markdown(cal: dict, command: str, seconds: float, cfg: TrainSett
     return "\n".join(lines) + "\n"
 
 
+#: Everything from this line on in the calibration document is hand-written and kept on rewrites.
+NOTES_MARKER = "<!-- notes below are kept when the training script rewrites this file -->"
+
+
+def write_calibration(path: Path, tables: str) -> None:
+    """Write the generated tables, keeping the hand-written notes after ``NOTES_MARKER``."""
+    old = path.read_text() if path.is_file() else ""
+    notes = old[old.index(NOTES_MARKER):] if NOTES_MARKER in old else NOTES_MARKER + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tables + "\n" + notes)
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -670,6 +684,7 @@ def train_world(
     settings: TrainSettings | None = None,
     calibration_path: Path | str | None = None,
     command: str = REGENERATE_COMMAND,
+    vit_only: bool = False,
 ) -> dict:
     """Train all world models, save them into ``out_dir`` and return the calibration.
 
@@ -678,6 +693,8 @@ def train_world(
         settings: training settings (default: the full run).
         calibration_path: where to write the markdown calibration (None: don't write).
         command: command line recorded in the configs and the calibration document.
+        vit_only: train only world-vit (it has its own seed, so it comes out as in a full run) and
+            load the other models from ``out_dir``; the calibration covers all of them.
 
     Returns:
         The calibration dict (also stored in every model's JSON config).
@@ -696,24 +713,30 @@ def train_world(
         data[split] = (render_array(samples), samples)
     print(f"rendered {sum(sizes.values())} images ({time.time() - start:.0f}s)", flush=True)
     train_x, train_s = data["train"]
-    models: dict[str, nn.Module] = {
-        "world-clip": train_clip(train_x, train_s, cfg),
-        "world-cnn": train_cnn(train_x, train_s, cfg),
-        "world-ae": train_ae(train_x, cfg),
-    }
+    if vit_only:
+        # CNN and AE draw their initialisation after the CLIP's training: only the ViT stands alone
+        models: dict[str, nn.Module] = {m: load_world_model(m, out) for m in CHAINED}
+        trained: list[str] = []
+    else:
+        models = {
+            "world-clip": train_clip(train_x, train_s, cfg),
+            "world-cnn": train_cnn(train_x, train_s, cfg),
+            "world-ae": train_ae(train_x, cfg),
+        }
+        trained = list(CHAINED)
     if cfg.vit_steps > 0:
         models["world-vit"] = train_vit(train_x, train_s, cfg)
+        trained.append("world-vit")
     cal = calibrate(models, data)
     seconds = time.time() - start
     meta = {"command": command, "seed": cfg.seed, "training": asdict(cfg),
             "wall_time_s": round(seconds, 1), "calibration": cal}
-    for name, model in models.items():
-        save_model(model, name, out, meta)
+    for name in trained:
+        save_model(models[name], name, out, meta)
     text = calibration_markdown(cal, command, seconds, cfg)
     print(text, flush=True)
     if calibration_path is not None:
-        Path(calibration_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(calibration_path).write_text(text)
+        write_calibration(Path(calibration_path), text)
     return cal
 
 
@@ -722,8 +745,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps on a few images")
     parser.add_argument("--out", type=Path, default=None, help="output folder for weights")
-    parser.add_argument("--vit", action="store_true",
-                        help=f"also train the experimental world-vit ({VIT_STEPS} steps; not shipped yet)")
+    parser.add_argument("--vit-only", action="store_true",
+                        help="retrain only world-vit (about 6 min) and load the other models from the "
+                             "output folder; the calibration is rewritten for all of them")
     parser.add_argument("--calibration", type=Path, default=None,
                         help="markdown calibration file (default: docs/world-calibration.md "
                              "for the full run into the default folder)")
@@ -739,9 +763,10 @@ def main(argv: list[str] | None = None) -> int:
         " " + " ".join(argv if argv is not None else sys.argv[1:])
     ).rstrip()
     settings = TrainSettings.quick() if args.quick else TrainSettings()
-    if args.vit and not args.quick:
-        settings.vit_steps = VIT_STEPS
-    train_world(args.out, settings, calibration, command)
+    try:
+        train_world(args.out, settings, calibration, command, vit_only=args.vit_only)
+    except WorldError as err:
+        parser.error(f"{err} (--vit-only needs the other world models in the output folder)")
     print(f"weights written to {args.out or DEFAULT_WEIGHTS_DIR}")
     return 0
 

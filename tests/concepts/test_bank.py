@@ -101,3 +101,71 @@ def test_world_vocabulary_comes_with_prompts():
     assert "striped background" in vocab.concepts and "striped" in vocab.concepts
     assert vocab.prompts is not None
     assert "an object on a striped background" in vocab.prompts["striped background"]
+
+
+# ---------------------------------------------------------------- groups
+def test_groups_give_alternatives_and_survive_the_cache_and_saving(tmp_path):
+    space = CountingSpace()
+    vocab = Vocabulary(["red", "blue", "circle", "star", "large"], name="g",
+                       groups={"red": "colour", "blue": "colour", "circle": "shape", "star": "shape"})
+    bank = ConceptBank.build(space, vocab, cache_dir=tmp_path)
+    assert bank.alternatives("red") == ["blue"] and bank.alternatives("large") == []
+    assert bank.groups == {"red": "colour", "blue": "colour", "circle": "shape", "star": "shape"}
+    space.seen.clear()
+    cached = ConceptBank.build(space, vocab, cache_dir=tmp_path)
+    assert space.seen == [] and cached.groups == bank.groups and cached.alternatives("star") == ["circle"]
+    plain = ConceptBank.build(space, ["red", "blue", "circle", "star", "large"], cache_dir=tmp_path)
+    assert space.seen == [] and plain.groups == {}  # groups are not in the key, nor carried over
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1
+    loaded = ConceptBank.load(bank.save(tmp_path / "saved.safetensors"))
+    assert loaded.groups == bank.groups
+    assert bank.subset(["red", "star"]).groups == {"red": "colour", "star": "shape"}
+    assert bank.subset(["red", "star"]).alternatives("red") == []
+    assert bank.with_groups(None).groups == {}
+    with pytest.raises(UnknownNameError):
+        bank.alternatives("purple")
+
+
+def test_bad_groups_are_clear_errors():
+    space = FakeSpace()
+    with pytest.raises(DataError, match="not in the concepts: 'green'"):
+        ConceptBank.build(space, Vocabulary(["red"], groups={"green": "colour"}), cache=False)
+    with pytest.raises(DataError, match="non-empty string, got 3 for 'red'"):
+        ConceptBank.build(space, Vocabulary(["red"], groups={"red": 3}), cache=False)  # type: ignore[dict-item]
+    with pytest.raises(DataError, match="must map concept"):
+        ConceptBank(["red"], torch.ones(1, 4), "s", groups=["colour"])  # type: ignore[arg-type]
+
+
+def test_builtin_vocabularies_have_groups():
+    world = resolve_vocabulary("world")
+    assert world.groups is not None and world.groups["red"] == "colour"
+    assert world.groups["striped background"] == "background" and world.groups["striped"] == "pattern"
+    visual = resolve_vocabulary("visual")
+    assert visual.groups is not None and set(visual.groups) == set(visual.concepts)
+    assert visual.groups["red"] == "colours"
+    imagenet = resolve_vocabulary("imagenet")
+    assert len(imagenet.concepts) == len(set(imagenet.concepts)) > 990
+    assert set(imagenet.groups.values()) == {"imagenet class"}  # type: ignore[union-attr]
+
+
+def test_vocabulary_files_can_give_groups(tmp_path):
+    import json
+
+    grouped = tmp_path / "g.json"
+    grouped.write_text(json.dumps({"groups": {"colour": ["red", "blue"], "shape": ["circle"]}}))
+    vocab = resolve_vocabulary(str(grouped))
+    assert vocab.concepts == ["red", "blue", "circle"]
+    assert vocab.groups == {"red": "colour", "blue": "colour", "circle": "shape"}
+    table = tmp_path / "g.csv"
+    table.write_text("concept,group\nred,colour\nblue,colour\nlarge,\nred,colour\n")
+    vocab = resolve_vocabulary(str(table))
+    assert vocab.concepts == ["red", "blue", "large"] and vocab.groups == {"red": "colour", "blue": "colour"}
+    listed = tmp_path / "l.json"
+    listed.write_text(json.dumps(["red", "blue"]))
+    assert resolve_vocabulary(str(listed)).groups is None
+    table.write_text("concept,group\nred,colour\nred,warm\n")
+    with pytest.raises(DataError, match="two groups"):
+        resolve_vocabulary(str(table))
+    grouped.write_text(json.dumps({"groups": {"colour": "red"}}))
+    with pytest.raises(DataError, match="list of concept strings"):
+        resolve_vocabulary(str(grouped))

@@ -87,6 +87,24 @@ def test_factor_words_score_higher_on_images_that_have_the_factor(world_aligned,
 
 
 @pytest.mark.slow
+def test_contrast_scores_of_the_backbone_that_learnt_every_factor_rank_every_value(world_aligned):
+    # by raw cosine world-vit's "small" reads higher on large objects (a shared offset, docs/concepts.md);
+    # the margin over each concept's alternatives cancels it
+    from t2c_captum.concepts import contrast_scores
+    from t2c_captum.features import extract_features
+    from t2c_captum.world.adapters import world_source
+    from t2c_captum.world.checks import factor_value_gaps
+
+    bb, space, aligner = world_aligned("world-vit")
+    source = world_source("test", n=800)
+    store = extract_features(source, {"source": bb}, progress=False)
+    bank = ConceptBank.from_vocabulary(space, "world")
+    scores = contrast_scores(concept_scores(store.load(["source"])["source"], bank, aligner), bank)
+    gaps = factor_value_gaps(scores, bank, source.items.samples)
+    assert len(gaps) == 31 and min(gaps.values()) > 0.03, sorted(gaps.items(), key=lambda kv: kv[1])[:3]
+
+
+@pytest.mark.slow
 def test_concepts_command_names_the_colours_of_world_images(world_aligned, tmp_path):
     from t2c_captum.cli import app
 

@@ -137,6 +137,60 @@ def test_nucleus_sampling_is_seeded(tiny_decoder, fake_space):
     assert any(o != first for o in others)
 
 
+CACHE_CASES = [
+    {"strategy": "greedy"},
+    {"strategy": "beam", "beam_size": 3},
+    {"strategy": "beam", "beam_size": 4, "length_penalty": 0.0},
+    {"strategy": "nucleus", "seed": 5, "top_p": 0.95, "temperature": 2.0},
+]
+
+
+@pytest.mark.parametrize("options", CACHE_CASES, ids=lambda o: "-".join(str(v) for v in o.values()))
+def test_the_key_value_cache_gives_the_tokens_of_full_recomputation(options):
+    """A random-init decoder gives the same tokens and scores with the key/value cache as when the whole
+    sequence is recomputed each step (``use_cache=False``)."""
+    from t2c_captum.decoders import CompactVocabulary, GenerationOptions, PrefixDecoderConfig, generate
+    from t2c_captum.decoders.tokenizer import SPECIAL_TOKENS
+
+    torch.manual_seed(0)
+    config = PrefixDecoderConfig(embed_dim=16, prefix_length=3, n_layer=2, n_embd=32, n_head=2, max_tokens=10)
+    decoder = PrefixDecoder(config, CompactVocabulary(list(range(400)))).eval()
+    with torch.no_grad():  # wider than GPT-2's init, so that rows and steps pick different tokens
+        for weight in decoder.gpt.parameters():
+            if weight.dim() > 1:
+                weight.normal_(0, 0.2)
+        prefix = decoder.prefix(torch.randn(12, 16, generator=torch.Generator().manual_seed(2)))
+    runs = {
+        use_cache: generate(
+            decoder.gpt,
+            prefix,
+            stop_ids=[SPECIAL_TOKENS["end"]],
+            start_ids=[SPECIAL_TOKENS["start"]],
+            banned_ids=[SPECIAL_TOKENS["pad"], SPECIAL_TOKENS["start"]],
+            options=GenerationOptions(max_new_tokens=10, use_cache=use_cache, **options),
+        )
+        for use_cache in (True, False)
+    }
+    assert [g.ids for g in runs[True]] == [g.ids for g in runs[False]]
+    assert [g.log_prob for g in runs[True]] == pytest.approx([g.log_prob for g in runs[False]], abs=1e-4)
+    assert len({tuple(g.ids) for g in runs[True]}) > 1  # rows differ
+    assert any(len(set(g.ids)) > 1 for g in runs[True])  # steps differ
+
+
+@pytest.mark.parametrize("options", CACHE_CASES, ids=lambda o: "-".join(str(v) for v in o.values()))
+def test_the_key_value_cache_gives_the_same_captions_when_some_rows_stop_early(
+    tiny_decoder, fake_space, options
+):
+    """A trained decoder (rows stop at different steps; finished beams carry on as filler)."""
+    x = fake_space.encode_text(CORPUS[:8]) + 0.3 * torch.randn(
+        8, 16, generator=torch.Generator().manual_seed(4)
+    )
+    cached = tiny_decoder.decode_scored(x, project=False, **options)
+    full = tiny_decoder.decode_scored(x, project=False, use_cache=False, **options)
+    assert [c for c, _ in cached] == [c for c, _ in full]
+    assert [s for _, s in cached] == pytest.approx([s for _, s in full], abs=1e-4)
+
+
 def test_bad_inputs_raise_clear_errors(tiny_decoder, fake_space):
     with pytest.raises(DimensionMismatchError, match="17-d but the decoder decodes 16-d"):
         tiny_decoder.decode(torch.randn(2, 17))

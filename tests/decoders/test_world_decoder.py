@@ -21,7 +21,7 @@ def test_world_decoder_names_shape_and_colour_and_a_shift(tmp_path):
     source = world_source("test", n=200)
     emb = extract_features(source, {"space": space}, progress=False).load(["space"])["space"]
     acc = caption_accuracy(decoder.decode(emb), source.items.samples)
-    assert acc["all"] >= 0.7, acc  # measured about 0.84 (docs/decoder.md)
+    assert acc["all"] >= 0.85, acc  # measured about 0.97 on 1000 test images (docs/decoder.md)
     tasks = [t for t in SHIFT_TASKS if t.name in ("pattern=striped@0.9", "background=noisy@0.9")]
     rows = world_shift_captions(decoder, space, None, tasks, n=200)
     assert len(rows) == 2 and all(row["named"] for row in rows), rows

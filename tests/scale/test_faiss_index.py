@@ -38,14 +38,48 @@ QUERIES = ['"red" & ~"blue">z1', '("red" | "green">0.2) & ~"striped"', "star>z1.
 def test_flat_index_with_every_row_as_candidate_equals_the_exact_search(aligned, centre):
     store, aligner, bank = aligned
     index = FaissIndex.build(store, aligner, kind="flat")
-    retriever = Retriever(bank, aligner, centre=centre)
-    for query in QUERIES:
+    for fast in _same_as_exact(Retriever(bank, aligner, centre=centre), store, index, QUERIES):
+        assert fast.n_searched == 600
+        assert fast.info["index"] == "flat" and fast.info["n_matching_is_lower_bound"]
+
+
+def _same_as_exact(retriever, store, index, queries):
+    """Search every query with the index (every row a candidate) and exactly; yield the index results
+    after checking that they equal the exact ones."""
+    for query in queries:
         exact = retriever.search(query, store, k=25)
         fast = retriever.search(query, store, k=25, index=index, candidates=len(store))
         assert fast.indices.tolist() == exact.indices.tolist(), query
         torch.testing.assert_close(fast.margins, exact.margins, rtol=1e-4, atol=1e-4)
-        assert fast.n_matching == exact.n_matching and fast.n_searched == exact.n_searched == 600
-        assert fast.info["index"] == "flat" and fast.info["n_matching_is_lower_bound"]
+        assert fast.n_matching == exact.n_matching and fast.info.get("defaults") == exact.info.get("defaults")
+        yield fast
+
+
+GROUPS = {
+    **dict.fromkeys(["red", "blue", "green"], "colour"),
+    **dict.fromkeys(["star", "circle"], "shape"),
+    "dotted": "pattern",
+    "striped": "pattern",
+}
+CONTRAST_QUERIES = [
+    '"red" & ~"blue">z1',
+    '("red" | "green">c0.02) & ~"striped"',
+    "star>c-0.01 & circle>z0",
+    '"dotted" & "large">q0.6',
+]
+
+
+@pytest.mark.parametrize("centre", [True, False])
+def test_flat_index_contrast_search_equals_the_exact_search(aligned, centre):
+    store, aligner, plain = aligned
+    bank = plain.with_groups(GROUPS)
+    index = FaissIndex.build(store, aligner, kind="flat")  # the sample holds every row: exact std
+    retriever = Retriever(bank, aligner, centre=centre)
+    for fast in _same_as_exact(retriever, store, index, CONTRAST_QUERIES):
+        assert "contrast standard deviations" in fast.info["estimated_from_sample"]
+    few = retriever.search('"red" & "circle"', store, k=5, index=index, candidates=120)
+    assert few.info["candidates"] < len(store)
+    assert few.indices.tolist() == retriever.search('"red" & "circle"', store, k=5).indices.tolist()
 
 
 def test_few_candidates_still_find_the_top_results_and_negative_queries_fall_back(aligned):

@@ -58,3 +58,41 @@ def test_multi_positive_loss_is_clip_loss_with_identity_positives():
     extra = torch.cat([logits, torch.randn(6, 1)], 1)
     pos = torch.cat([torch.eye(6, dtype=torch.bool), torch.zeros(6, 1, dtype=torch.bool)], 1)
     assert torch.isfinite(multi_positive_loss(extra, pos))
+
+
+def test_vit_only_retrains_the_vit_alone_and_matches_a_full_run(tmp_path):
+    out = tmp_path / "w"
+    train_world(out, TrainSettings.quick(), None, command="quick")
+    untouched = {n: (out / f"{n}.safetensors").read_bytes() for n in ("world-clip", "world-cnn", "world-ae")}
+    vit_full = (out / "world-vit.safetensors").read_bytes()
+    (out / "world-vit.safetensors").unlink()
+    cal = train_world(
+        out, TrainSettings.quick(), tmp_path / "cal.md", command="quick --vit-only", vit_only=True
+    )
+    assert {n: (out / f"{n}.safetensors").read_bytes() for n in untouched} == untouched
+    assert (out / "world-vit.safetensors").read_bytes() == vit_full  # its own seed: same as in the full run
+    assert json.loads((out / "world-vit.json").read_text())["command"] == "quick --vit-only"
+    assert set(cal) == {"world-clip", "world-cnn", "world-ae", "world-vit"}
+
+
+def test_vit_only_without_the_other_models_says_what_to_do(tmp_path, capsys):
+    import pytest
+
+    from t2c_captum.world.train import main
+
+    with pytest.raises(SystemExit):
+        main(["--quick", "--vit-only", "--out", str(tmp_path / "empty")])
+    assert "--vit-only needs the other world models" in capsys.readouterr().err
+
+
+def test_calibration_rewrite_keeps_the_hand_written_notes(tmp_path):
+    from t2c_captum.world.train import NOTES_MARKER, write_calibration
+
+    doc = tmp_path / "cal.md"
+    write_calibration(doc, "# tables v1\n")
+    assert doc.read_text().startswith("# tables v1\n") and NOTES_MARKER in doc.read_text()
+    doc.write_text(doc.read_text() + "## History\nrun 1 notes\n")
+    write_calibration(doc, "# tables v2\n")
+    text = doc.read_text()
+    assert text.startswith("# tables v2\n") and "v1" not in text
+    assert text.endswith("## History\nrun 1 notes\n")
