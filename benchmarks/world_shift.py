@@ -4,7 +4,8 @@ For every standard shift pair (``t2c_captum.world.tasks.SHIFT_TASKS``: the targe
 red / star / striped / noisy background at strength 0.25, 0.5, 0.9) and the null pair, the report of
 :func:`t2c_captum.shift.diagnose_shift` over the "world" vocabulary (31 concepts) is computed with
 
-* world-ae and world-cnn, aligned to the tiny CLIP (closed-form aligner, 3000 training images);
+* every world backbone (world-cnn, world-ae, world-vit), aligned to the tiny CLIP (closed-form
+  aligner, 3000 training images);
 * the tiny CLIP's own image embeddings (no aligner), as the reference.
 
 Printed per pair and encoder: the injected concept's rank among all rows (significant rows by
