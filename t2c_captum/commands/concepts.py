@@ -39,8 +39,8 @@ def concepts_cmd(
         bool,
         typer.Option(
             help="Rank an image's concepts by their margin over the best alternative of their group "
-            "(\"red\" against the other colours; needs a vocabulary with groups: world, visual, imagenet). "
-            "Overrides --relative."
+            "(\"red\" against the other colours; needs a vocabulary with groups: world, "
+            "visual-grouped, imagenet). Overrides --relative."
         ),
     ] = False,
     backbone: BackboneOpt = None,

@@ -64,7 +64,7 @@ def retrieve_cmd(
     Thresholds: "red">z1.5 (z-score), "red">q0.9 (quantile), "red">0.3 (cosine), "red">c0.02
     (contrast: red's cosine beats the other concepts of its group, e.g. the other colours, by 0.02).
     Default: contrast > 0 for concepts whose vocabulary gives them a group with alternatives
-    (world, visual, imagenet), z > 0 for the others.
+    (world, visual-grouped, imagenet), z > 0 for the others.
 
     With --vocabulary/--concepts every query concept must be in it (on the concept world use -v world).
 

@@ -70,7 +70,7 @@ def contrast_scores(scores: torch.Tensor, bank: ConceptBank) -> torch.Tensor:
     Args:
         scores (Tensor): ``[N, K]`` scores of the bank's concepts (:func:`concept_scores`).
         bank (ConceptBank): the concepts, with groups (``Vocabulary(groups=...)``; the ``world``,
-            ``visual`` and ``imagenet`` vocabularies have them).
+            ``visual-grouped`` and ``imagenet`` vocabularies have them).
 
     Returns:
         Tensor: ``[N, K]`` margins, in the scores' unit.

@@ -140,7 +140,8 @@ def test_builtin_vocabularies_have_groups():
     world = resolve_vocabulary("world")
     assert world.groups is not None and world.groups["red"] == "colour"
     assert world.groups["striped background"] == "background" and world.groups["striped"] == "pattern"
-    visual = resolve_vocabulary("visual")
+    assert getattr(resolve_vocabulary("visual"), "groups", None) is None  # synonyms: no default groups
+    visual = resolve_vocabulary("visual-grouped")
     assert visual.groups is not None and set(visual.groups) == set(visual.concepts)
     assert visual.groups["red"] == "colours"
     imagenet = resolve_vocabulary("imagenet")
