@@ -21,3 +21,16 @@ def test_gpu_throughput_smoke_runs_every_step_on_cpu(tmp_path, monkeypatch):
     assert out["raw_pair_img_s"] > 0 and out["pipeline_img_s"] > 0 and out["share_of_raw_pair"] > 0
     assert out["fit_synthetic"]["n"] == 4096 and out["fit_synthetic"]["holdout_r2"] > 0.5
     assert out["backbone"] == "timm:resnet18" and out["n"] == 12
+
+
+def test_cpu_forward_options_prints_every_option(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop("cpu_forward_options", None)
+    import cpu_forward_options
+
+    rows = cpu_forward_options.main(
+        ["--models", "resnet18", "--batch-size", "2", "--size", "64", "--repeat", "1", "--no-compile"]
+    )
+    assert [r["model"] for r in rows] == ["resnet18"]
+    assert rows[0]["fp32_s"] > 0 and rows[0]["channels_last"] > 0 and rows[0]["bf16"] > 0
+    assert "| resnet18 |" in capsys.readouterr().out
