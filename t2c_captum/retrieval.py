@@ -695,6 +695,32 @@ class RetrievalResult:
         return out
 
 
+def _ranked(
+    q: Query,
+    ids: np.ndarray,
+    margins: np.ndarray,
+    raw: np.ndarray,
+    k: int,
+    matching_only: bool,
+    n_searched: int,
+    info: dict[str, Any],
+) -> RetrievalResult:
+    """The ``k`` rows with the largest margins (ties by dataset index), as a result; ``raw`` holds
+    the rows' cosines with the query's concepts, in ``q.concepts()`` order."""
+    order = np.lexsort((ids, -margins))[:k]
+    if matching_only:
+        order = order[margins[order] > 0]
+    return RetrievalResult(
+        query=q,
+        indices=torch.from_numpy(ids[order].copy()),
+        margins=torch.from_numpy(margins[order].astype(np.float32)),
+        scores={c: torch.from_numpy(raw[order, j].astype(np.float32)) for j, c in enumerate(q.concepts())},
+        n_matching=int((margins > 0).sum()),
+        n_searched=n_searched,
+        info=info,
+    )
+
+
 class Retriever:
     """Search images for a query of concepts, on aligned backbone features or space embeddings.
 
@@ -858,16 +884,8 @@ class Retriever:
             rivals={c: rival[:, j] for j, c in enumerate(contrasted)},
             default_threshold=defaults,
         )
-        order = np.lexsort((indices, -margins))[:k]
-        if matching_only:
-            order = order[margins[order] > 0]
-        return RetrievalResult(
-            query=q,
-            indices=torch.from_numpy(indices[order].copy()),
-            margins=torch.from_numpy(margins[order].astype(np.float32)),
-            scores={c: torch.from_numpy(raw[order, j].astype(np.float32)) for j, c in enumerate(concepts)},
-            n_matching=int((margins > 0).sum()),
-            n_searched=int(margins.shape[0]),
+        return _ranked(
+            q, indices, margins, raw, k, matching_only, n_searched=int(margins.shape[0]),
             info={**self._info(bank, centre, defaults), **({"index": fallback} if fallback else {})},
         )
 
@@ -947,18 +965,10 @@ class Retriever:
                         "raw_mean": raw_mean[j], "sample": None if sampled is None else sampled[:, j],
                         "contrast_std": contrast_std.get(c, 1.0)}
         margins = _margins_from_stats(q, scores, raw, concepts, stats, defaults, rivals)
-        order = np.lexsort((ids, -margins))[:k]
-        if matching_only:
-            order = order[margins[order] > 0]
         estimated = [w for w, used in (("quantile cut-offs", "quantile" in kinds),
                                        ("contrast standard deviations", bool(contrasted))) if used]
-        return RetrievalResult(
-            query=q,
-            indices=torch.from_numpy(ids[order].copy()),
-            margins=torch.from_numpy(margins[order].astype(np.float32)),
-            scores={c: torch.from_numpy(raw[order, j].astype(np.float32)) for j, c in enumerate(concepts)},
-            n_matching=int((margins > 0).sum()),
-            n_searched=len(index),
+        return _ranked(
+            q, ids, margins, raw, k, matching_only, n_searched=len(index),
             info={**self._info(bank, centre, defaults), "index": index.kind,
                   "candidates": int(ids.shape[0]), "n_matching_is_lower_bound": True,
                   **({"estimated_from_sample": f"{', '.join(estimated)} (from the index's sample "
