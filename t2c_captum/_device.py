@@ -7,7 +7,10 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["autocast", "best_device", "resolve_device"]
+__all__ = ["PRECISIONS", "autocast", "best_device", "resolve_device", "resolve_precision"]
+
+#: Values of every ``precision`` argument.
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 def best_device() -> torch.device:
@@ -27,6 +30,23 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+def resolve_precision(device: str | torch.device | None, precision: str = "auto") -> str:
+    """What ``precision`` means on ``device``: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+
+    ``"auto"`` is bf16 on CUDA (fp16 where the GPU lacks bf16) and fp32 elsewhere. A CUDA device
+    this process cannot see (a Ray driver without GPUs, say) is taken to support bf16.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if resolve_device(device).type != "cuda":
+        return "fp32"
+    if not torch.cuda.is_available():
+        return "bf16"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device, precision: str = "auto") -> Iterator[None]:
     """Mixed precision where it helps: bf16/fp16 autocast on CUDA, full precision elsewhere.
@@ -36,13 +56,10 @@ def autocast(device: torch.device, precision: str = "auto") -> Iterator[None]:
         precision (str, optional): ``"auto"`` (bf16 on CUDA when supported, else fp16 on CUDA, fp32
             elsewhere), ``"bf16"``, ``"fp16"`` or ``"fp32"``. Default: ``"auto"``
     """
-    if precision not in {"auto", "bf16", "fp16", "fp32"}:
-        raise ValueError(f"precision must be auto, bf16, fp16 or fp32, got {precision!r}")
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+    precision = resolve_precision(device, precision)
+    if precision == "fp32":
         yield
         return
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     with torch.autocast(device_type=device.type, dtype=dtype):
         yield

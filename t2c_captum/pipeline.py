@@ -346,10 +346,12 @@ def _extract(
     source = open_source(data)
     store = None
     if root is not None:
+        from ._device import resolve_precision
         from .features.store import store_key
 
         ids = {n: dict(getattr(e, "identity", {})) for n, e in encoders.items()}
-        store = root / f"{label}-{store_key(ids, source.fingerprint, 4096)}"
+        precision = resolve_precision(opts.get("device"), opts.get("precision", "auto"))
+        store = root / f"{label}-{store_key(ids, source.fingerprint, 4096, precision)}"
     opts = dict(opts)
     keys = ("source", "target")
     fraction = aligner.validation_fraction if aligner is not None else 0.1

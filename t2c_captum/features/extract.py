@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._device import autocast, resolve_device
+from .._device import autocast, resolve_device, resolve_precision
 from .._exceptions import DataError
 from ..data import ImageSource, iter_batches, open_source, warn_skipped
 from .store import FeatureStore, store_key
@@ -73,7 +73,9 @@ def extract_features(
         shard_size (int, optional): images per shard file. Default: ``4096``
         num_workers (int, optional): decoding worker processes. Default: ``0``
         device (str, optional): ``"auto"`` picks CUDA, then MPS, then CPU. Default: auto
-        precision (str, optional): ``"auto"``, ``"bf16"``, ``"fp16"`` or ``"fp32"``. Default: auto
+        precision (str, optional): ``"auto"`` (bf16 on CUDA, fp32 elsewhere), ``"bf16"``,
+            ``"fp16"`` or ``"fp32"``; part of the store's key, so features of another precision are
+            never mixed in or reused. Default: auto
         strict (bool, optional): fail on unreadable images instead of skipping them. Default: ``False``
         progress (bool, optional): show a progress bar. Default: ``True``
         channels_last (bool, optional): run convolutional encoders in channels-last memory format
@@ -91,7 +93,8 @@ def extract_features(
         raise ValueError("give at least one encoder")
     source = open_source(source)
     dev = resolve_device(device)
-    fs = open_store(source, encoders, store, shard_size)
+    precision = resolve_precision(dev, precision)
+    fs = open_store(source, encoders, store, shard_size, precision)
     _check_corrupt(fs, strict)
     pending = [s for s in range(fs.manifest["n_shards"]) if not fs.is_done(s)]
     if not pending:
@@ -146,10 +149,12 @@ def open_store(
     encoders: Mapping[str, nn.Module],
     store: str | os.PathLike[str] | None,
     shard_size: int,
+    precision: str = "fp32",
 ) -> FeatureStore:
-    """The store for these encoders and images (resumed when it exists with the same key)."""
+    """The store for these encoders, images and (resolved) precision (resumed when it exists with
+    the same key)."""
     identities = {name: _identity(enc) for name, enc in encoders.items()}
-    key = store_key(identities, source.fingerprint, shard_size)
+    key = store_key(identities, source.fingerprint, shard_size, precision)
     path = Path(store) if store is not None else default_cache_dir() / "features" / key
     n = len(source)
     n_shards = (n + shard_size - 1) // shard_size
@@ -168,6 +173,7 @@ def open_store(
         },
         shard_size=shard_size,
         n_shards=n_shards,
+        precision=precision,
     )
 
 

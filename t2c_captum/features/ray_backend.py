@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._device import resolve_device
+from .._device import resolve_device, resolve_precision
 from .._exceptions import DataError, T2CError
 from ..data import ImageSource, open_source, warn_skipped
 from .extract import _check_corrupt, _run, open_store, prepare_models
@@ -247,7 +247,8 @@ def extract_features_ray(
         raise DataError(f"num_workers must be at least 1, got {num_workers}")
     ray = connect(address, num_cpus=None)
     source = open_source(source)
-    fs = open_store(source, encoders, store, shard_size)
+    precision = resolve_precision(device, precision)  # resolved here: every worker runs the same
+    fs = open_store(source, encoders, store, shard_size, precision)
     _check_corrupt(fs, strict)
     pending = [s for s in range(fs.manifest["n_shards"]) if not fs.is_done(s)]
     keys = tuple(stats_keys) if stats_keys else None

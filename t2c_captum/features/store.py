@@ -30,11 +30,16 @@ __all__ = ["FORMAT_VERSION", "FeatureStore", "store_key"]
 FORMAT_VERSION = 1
 
 
-def store_key(encoders: dict[str, dict[str, Any]], fingerprint: str, shard_size: int) -> str:
-    """A short hash of what determines a store's contents."""
-    payload = json.dumps(
-        {"encoders": encoders, "dataset": fingerprint, "shard_size": shard_size}, sort_keys=True
-    )
+def store_key(
+    encoders: dict[str, dict[str, Any]], fingerprint: str, shard_size: int, precision: str = "fp32"
+) -> str:
+    """A short hash of what determines a store's contents: the encoders, the images, the shard
+    size and the forwards' precision (``"fp32"``, ``"bf16"`` or ``"fp16"``: features computed in
+    bf16 are not the fp32 ones, so they get their own store)."""
+    content: dict[str, Any] = {"encoders": encoders, "dataset": fingerprint, "shard_size": shard_size}
+    if precision != "fp32":  # fp32 stores keep the keys they had before precision was keyed
+        content["precision"] = precision
+    payload = json.dumps(content, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -63,6 +68,7 @@ class FeatureStore:
         dataset: dict[str, Any],
         shard_size: int,
         n_shards: int,
+        precision: str = "fp32",
     ) -> FeatureStore:
         """Open the store at ``path`` if it has the same key, else start a new one there."""
         path = Path(path)
@@ -78,6 +84,7 @@ class FeatureStore:
             "dataset": dataset,
             "shard_size": shard_size,
             "n_shards": n_shards,
+            "precision": precision,
             "shards": {},
             "skipped": [],
         }
@@ -143,6 +150,11 @@ class FeatureStore:
     @property
     def encoder_names(self) -> list[str]:
         return list(self.manifest["encoders"])
+
+    @property
+    def precision(self) -> str:
+        """The precision the forwards ran in (``"fp32"``, ``"bf16"`` or ``"fp16"``)."""
+        return str(self.manifest.get("precision", "fp32"))  # stores from before it was recorded
 
     @property
     def class_names(self) -> list[str] | None:

@@ -73,6 +73,15 @@ def test_sgd_recipe_reaches_reasonable_r2():
     assert len(aligner.fit_stats_["epoch_losses"]) == 5
 
 
+def test_sgd_device_option_trains_there_and_keeps_the_map_on_the_cpu():
+    X, Y, _ = _data(n=600, noise=0.5)
+    default = SGDAligner(epochs=2).fit(X, Y)
+    placed = SGDAligner(epochs=2, device="cpu").fit(X, Y)
+    assert placed.weight_.device.type == "cpu" and placed.get_params()["device"] == "cpu"
+    torch.testing.assert_close(placed.weight_, default.weight_)
+    torch.testing.assert_close(placed.transform(X), default.transform(X))
+
+
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(NotFittedError, match="fit"):
         LinearAligner().transform(torch.randn(2, 3))

@@ -148,3 +148,24 @@ def test_worker_processes_give_the_same_features(tmp_path, labelled_images):
     ).load()
     assert torch.equal(serial["source"], parallel["source"])
     assert torch.equal(serial["indices"], parallel["indices"])
+
+
+def test_precision_is_part_of_the_store_key_and_recorded(tmp_path, labelled_images):
+    from t2c_captum._device import resolve_precision
+    from t2c_captum.features import store_key
+
+    bb, space = CountingBackbone(), FakeSpace()
+    encoders = {"source": bb, "target": space}
+    opts = dict(batch_size=8, shard_size=10, progress=False, device="cpu")
+    full = extract_features(labelled_images, encoders, store=tmp_path / "s", precision="auto", **opts)
+    assert full.precision == "fp32" and bb.seen == 24  # auto on the CPU is fp32
+    ids = full.manifest["encoders"]
+    assert full.manifest["key"] == store_key(ids, full.manifest["dataset"]["fingerprint"], 10)  # as before
+    half = extract_features(labelled_images, encoders, store=tmp_path / "s", precision="bf16", **opts)
+    assert half.precision == "bf16" and half.manifest["key"] != full.manifest["key"]
+    assert bb.seen == 48 and half.complete  # bf16 features are not reused for an fp32 request...
+    again = extract_features(labelled_images, encoders, store=tmp_path / "s", precision="fp32", **opts)
+    assert bb.seen == 72 and again.precision == "fp32"  # ...nor the other way round
+    assert resolve_precision("cpu") == "fp32" and resolve_precision("cpu", "fp16") == "fp16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("cpu", "half")

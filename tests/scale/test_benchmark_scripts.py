@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -11,16 +12,23 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.mark.slow
-def test_gpu_throughput_smoke_runs_every_step_on_cpu(tmp_path, monkeypatch):
+def test_gpu_throughput_smoke_runs_every_step_on_cpu(tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(BENCH))
     sys.modules.pop("gpu_throughput", None)
     import gpu_throughput
 
     out = gpu_throughput.main(["--smoke", "--out", str(tmp_path / "gpu.json")])
-    assert (tmp_path / "gpu.json").is_file()
-    assert out["raw_pair_img_s"] > 0 and out["pipeline_img_s"] > 0 and out["share_of_raw_pair"] > 0
+    saved = json.loads((tmp_path / "gpu.json").read_text())
+    assert saved["fit_synthetic"] == out["fit_synthetic"]  # the file holds the last step too
+    assert out["raw_pair_img_s"]["fp32"] > 0 and out["pipeline_img_s"] > 0 and out["share_of_raw_pair"] > 0
     assert out["fit_synthetic"]["n"] == 4096 and out["fit_synthetic"]["holdout_r2"] > 0.5
-    assert out["backbone"] == "timm:resnet18" and out["n"] == 12
+    assert out["fit_synthetic"]["weights_vs_cpu_solve_rel_diff"] < 1e-5
+    assert out["backbone"] == "timm:resnet18" and out["n"] == 24 and len(out["pipeline_runs_s"]) == 2
+    paper = out["paper_shape"]["fp32 (as the paper)"]
+    assert set(paper["steps_s"]) == {"pass_source", "pass_target", "sgd"}
+    assert paper["speedup_of_pipeline"] == pytest.approx(paper["seconds"] / out["pipeline_best_s"])
+    assert -10 < paper["heldout_r2_sgd"] < 1 and -10 < paper["heldout_r2_closed_form"] < 1
+    assert "paper shape fp32 (as the paper)" in capsys.readouterr().out
 
 
 def test_cpu_forward_options_prints_every_option(monkeypatch, capsys):
