@@ -6,6 +6,8 @@ timm's ResNet-50 (backbone, 2048-d) and ViT-B/16 (target, 768-d), random init (`
 speed does not depend on the weights), so nothing is downloaded. Images are generated JPEGs of
 ImageNet's typical size (500 x 375). Steps, in one process:
 
+0. the pipeline's GPU preprocessing path (workers stop at uint8, the GPU normalises) against each
+   model's whole preprocessing on 8 images: largest difference (expected 0);
 1. raw throughput: each model alone on ready-made input tensors already on the GPU, bf16 autocast
    (ResNet channels-last) and fp32, after warm-up; the pair's raw rate is ``1 / (1/a + 1/b)``
    images/s (both models see every image);
@@ -105,6 +107,29 @@ def gpu_fit_seconds(n: int, d: int, D: int, dev: torch.device, chunk: int = 8192
     }
 
 
+def split_check(models: dict[str, Any], dev: torch.device) -> dict[str, float | None]:
+    """Largest difference between each model's whole preprocessing (CPU) and its uint8 half
+    normalised on ``dev`` (the pipeline's path there), on 8 photo-sized random images; ``None``
+    where the preprocessing is not split."""
+    import numpy as np
+    from PIL import Image
+
+    from t2c_captum.data import split_preprocess
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)) for _ in range(8)]
+    out: dict[str, float | None] = {}
+    for name, model in models.items():
+        split = split_preprocess(model.preprocess)
+        if split is None:
+            out[name] = None
+            continue
+        whole = torch.stack([model.preprocess(im) for im in images])
+        pixels = torch.stack([split.on_cpu(im) for im in images]).to(dev)
+        out[name] = float((split.finish(pixels).cpu() - whole).abs().max())
+    return out
+
+
 def pair_rate(rates: dict[str, float]) -> float:
     """Images/s of the two models in turn on every image: ``1 / (1/a + 1/b)``."""
     return 1.0 / sum(1.0 / r for r in rates.values())
@@ -169,6 +194,9 @@ def main(argv: list[str] | None = None) -> dict:
         if args.out is not None:
             args.out.write_text(json.dumps(out, indent=2))
 
+    out["split_preprocess_max_abs_diff"] = split_check({"backbone": bb, "target": tg}, dev)
+    print(f"uint8 workers + normalising on {dev.type} vs whole preprocessing, max |diff|: "
+          f"{out['split_preprocess_max_abs_diff']}", flush=True)
     raw: dict[str, dict[str, float]] = {}
     for precision in dict.fromkeys([args.precision, "fp32"]):
         raw[precision] = {

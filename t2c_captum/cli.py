@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ._device import PRECISIONS
 from ._exceptions import T2CError
 from .commands._common import DeviceOpt, JsonOpt
 
@@ -36,7 +37,24 @@ DataOpt = Annotated[
         help="Images: a folder, a labelled ImageFolder tree, a CSV/TXT list, or world:SPLIT[:FACTOR].",
     ),
 ]
-PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16/fp16 on CUDA), bf16, fp16 or fp32.")]
+def _one_of(*choices: str) -> Any:
+    """A typer callback that refuses values outside ``choices`` with a usage error."""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+
+    return check
+
+
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        help="Forwards' precision: auto (bf16/fp16 on CUDA, fp32 elsewhere), bf16, fp16 or fp32.",
+        callback=_one_of(*PRECISIONS),
+    ),
+]
 
 
 def _fail(exc: Exception) -> None:
@@ -142,7 +160,11 @@ def fit_cmd(
     ] = None,
     strict: Annotated[bool, typer.Option(help="Fail on unreadable images instead of skipping them.")] = False,
     backend: Annotated[
-        str, typer.Option(help="local (in-process) or ray (Ray Data workers; pip install 't2c_captum[ray]').")
+        str,
+        typer.Option(
+            help="local (in-process) or ray (Ray Data workers; pip install 't2c_captum[ray]').",
+            callback=_one_of("local", "ray"),
+        ),
     ] = "local",
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: local Ray).")

@@ -89,3 +89,6 @@ def test_bad_inputs_exit_with_a_clear_message(fakes, tmp_path):
     assert result.exit_code == 2 and "no aligner metadata" in result.output
     result = runner.invoke(app, ["classify", str(tmp_path / "x"), "a.png"])
     assert result.exit_code == 2 and "--classes" in result.output
+    for flag, value in (("--precision", "half"), ("--backend", "spark")):
+        result = runner.invoke(app, ["fit", "fake-bb", "fake-space", "--data", str(tmp_path), flag, value])
+        assert result.exit_code == 2 and f"{value!r} is not one of" in result.output

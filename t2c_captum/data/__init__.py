@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .loader import Batch, DecodeOnce, iter_batches, warn_skipped
+from .loader import Batch, DecodeOnce, SplitPreprocess, iter_batches, split_preprocess, warn_skipped
 from .sources import (
     IMAGE_EXTENSIONS,
     ImageSource,
@@ -22,6 +22,7 @@ __all__ = [
     "Batch",
     "DecodeOnce",
     "ImageSource",
+    "SplitPreprocess",
     "from_csv",
     "from_dataset",
     "from_folder",
@@ -32,5 +33,6 @@ __all__ = [
     "iter_batches",
     "open_images",
     "open_source",
+    "split_preprocess",
     "warn_skipped",
 ]

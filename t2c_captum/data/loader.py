@@ -7,15 +7,85 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .._exceptions import DataError
 from .sources import ImageSource
 
-__all__ = ["Batch", "DecodeOnce", "iter_batches"]
+__all__ = ["Batch", "DecodeOnce", "SplitPreprocess", "iter_batches", "split_preprocess"]
 
 Preprocess = Callable[[Any], torch.Tensor]
+
+_TO_TENSOR = {"ToTensor", "MaybeToTensor"}  # torchvision's, timm's and open_clip's
+
+
+class _PilToUint8:
+    """PIL image → ``uint8`` ``[C, H, W]`` tensor (what ``ToTensor`` reads, before its division)."""
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        if not isinstance(image, Image.Image) or image.mode not in ("RGB", "L"):
+            raise DataError(
+                f"split preprocessing expected an RGB or L PIL image before ToTensor, got "
+                f"{type(image).__name__}; give the encoder a preprocess that ends on PIL images"
+            )
+        array = np.array(image, dtype=np.uint8)  # one copy; batching makes it contiguous
+        array = array[:, :, None] if array.ndim == 2 else array
+        return torch.from_numpy(array).permute(2, 0, 1)
+
+
+@dataclass
+class SplitPreprocess:
+    """A ``Compose(..., ToTensor(), Normalize(mean, std))`` preprocessing cut in two.
+
+    ``on_cpu`` runs in the decoding workers and stops at ``uint8`` pixels (a quarter of the bytes to
+    move between processes and to the device, and no float work on the CPU); :meth:`finish` turns
+    a batch of them into the normalised floats on the models' device, with the same float32
+    operations as ``ToTensor`` + ``Normalize``, so the result is identical.
+    """
+
+    on_cpu: Preprocess
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        """``uint8 [B, C, H, W]`` → normalised ``float32`` on ``x``'s device."""
+        mean = self.mean.to(x.device).view(-1, 1, 1)
+        std = self.std.to(x.device).view(-1, 1, 1)
+        return x.to(torch.float32).div(255).sub_(mean).div_(std)
+
+
+def split_preprocess(preprocess: Any) -> SplitPreprocess | None:
+    """Cut ``preprocess`` into CPU (to ``uint8``) and device (normalisation) parts, or ``None``.
+
+    Only a torchvision ``Compose`` ending in ``ToTensor`` (or timm's/open_clip's ``MaybeToTensor``)
+    and ``Normalize`` is cut, and only if both halves together give exactly the whole on a probe
+    image; anything else keeps running whole in the workers.
+    """
+    from torchvision import transforms
+
+    steps = list(getattr(preprocess, "transforms", []))
+    if (
+        not isinstance(preprocess, transforms.Compose)
+        or len(steps) < 2
+        or type(steps[-2]).__name__ not in _TO_TENSOR
+        or not isinstance(steps[-1], transforms.Normalize)
+    ):
+        return None
+    norm = steps[-1]
+    split = SplitPreprocess(
+        on_cpu=transforms.Compose([*steps[:-2], _PilToUint8()]),
+        mean=torch.as_tensor(norm.mean, dtype=torch.float32),
+        std=torch.as_tensor(norm.std, dtype=torch.float32),
+    )
+    probe = Image.fromarray(np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8))
+    try:
+        same = torch.equal(split.finish(split.on_cpu(probe)[None])[0], preprocess(probe))
+    except Exception:  # any surprise: keep the whole preprocessing in the workers
+        return None
+    return split if same else None
 
 
 class DecodeOnce(Dataset):

@@ -23,6 +23,7 @@ def test_gpu_throughput_smoke_runs_every_step_on_cpu(tmp_path, monkeypatch, caps
     assert out["raw_pair_img_s"]["fp32"] > 0 and out["pipeline_img_s"] > 0 and out["share_of_raw_pair"] > 0
     assert out["fit_synthetic"]["n"] == 4096 and out["fit_synthetic"]["holdout_r2"] > 0.5
     assert out["fit_synthetic"]["weights_vs_cpu_solve_rel_diff"] < 1e-5
+    assert out["split_preprocess_max_abs_diff"] == {"backbone": 0.0, "target": 0.0}
     assert out["backbone"] == "timm:resnet18" and out["n"] == 24 and len(out["pipeline_runs_s"]) == 2
     paper = out["paper_shape"]["fp32 (as the paper)"]
     assert set(paper["steps_s"]) == {"pass_source", "pass_target", "sgd"}
