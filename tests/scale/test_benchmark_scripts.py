@@ -43,3 +43,15 @@ def test_cpu_forward_options_prints_every_option(monkeypatch, capsys):
     assert [r["model"] for r in rows] == ["resnet18"]
     assert rows[0]["fp32_s"] > 0 and rows[0]["channels_last"] > 0 and rows[0]["bf16"] > 0
     assert "| resnet18 |" in capsys.readouterr().out
+
+
+def test_decode_throughput_compares_the_three_decoding_stages(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop("decode_throughput", None)
+    import decode_throughput
+
+    rows = decode_throughput.main(["--n", "8", "--batch-size", "4", "--image-size", "60", "40",
+                                   "--workers", "0", "--repeat", "1",
+                                   "--models", "resnet18", "vit_tiny_patch16_224"])
+    assert [r["workers"] for r in rows] == [0]
+    assert all(rows[0][k] > 0 for k in ("whole_img_s", "split_here_img_s", "split_workers_img_s"))
