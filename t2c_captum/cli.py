@@ -171,8 +171,14 @@ def fit_cmd(
     ] = None,
     ray_workers: Annotated[int, typer.Option(help="Ray workers extracting in parallel.")] = 2,
     channels_last: Annotated[
-        bool, typer.Option(help="Channels-last memory format (helps conv nets on GPUs with bf16/fp16).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--channels-last/--no-channels-last",
+            help="Channels-last memory format for conv nets (default: on with CUDA, where bf16/fp16 "
+            "tensor cores prefer it; off elsewhere).",
+            show_default=False,
+        ),
+    ] = None,
     compile: Annotated[bool, typer.Option(help="torch.compile the models first (GPU, long runs).")] = False,
     as_json: JsonOpt = False,
 ) -> None:

@@ -247,7 +247,7 @@ def fit_aligner(
     backend: str = "local",
     ray_address: str | None = None,
     ray_workers: int = 2,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     compile: bool = False,
 ) -> tuple[Aligner, FitReport]:
     """Align ``backbone`` to ``target`` (a space, or another backbone) on ``data``.

@@ -55,7 +55,7 @@ def extract_features(
     precision: str = "auto",
     strict: bool = False,
     progress: bool = True,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     compile: bool = False,
     on_shard: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
 ) -> FeatureStore:
@@ -79,7 +79,8 @@ def extract_features(
         strict (bool, optional): fail on unreadable images instead of skipping them. Default: ``False``
         progress (bool, optional): show a progress bar. Default: ``True``
         channels_last (bool, optional): run convolutional encoders in channels-last memory format
-            (faster on recent GPUs with bf16/fp16; usually no gain on CPU). Default: ``False``
+            (faster on GPUs with bf16/fp16 tensor cores; little or no gain on CPU); ``None`` turns
+            it on for CUDA devices only. The modules are converted in place. Default: ``None``
         compile (bool, optional): ``torch.compile`` every encoder first (pays a compile time once;
             worth it on GPUs for long runs). Default: ``False``
         on_shard (callable, optional): ``on_shard(shard, tensors)`` after each shard is written
@@ -129,10 +130,13 @@ def prepare_models(
     encoders: Mapping[str, nn.Module],
     dev: torch.device,
     *,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     compile: bool = False,
 ) -> dict[str, nn.Module]:
-    """Encoders on ``dev`` in eval mode, optionally channels-last and ``torch.compile``-d."""
+    """Encoders on ``dev`` in eval mode, optionally channels-last (``None``: on CUDA) and
+    ``torch.compile``-d."""
+    if channels_last is None:
+        channels_last = dev.type == "cuda"
     models: dict[str, nn.Module] = {}
     for name, enc in encoders.items():
         model = enc.to(dev).eval()

@@ -150,7 +150,7 @@ class _ShardWorker:
         self.models = prepare_models(
             encoders,
             self.dev,
-            channels_last=settings.get("channels_last", False),
+            channels_last=settings.get("channels_last"),
             compile=settings.get("compile", False),
         )
         self.source, self.fs, self.settings = source, FeatureStore(store), settings
@@ -206,7 +206,7 @@ def extract_features_ray(
     device: str | None = "cpu",
     precision: str = "auto",
     strict: bool = False,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     compile: bool = False,
     stats_keys: Sequence[str] | None = None,
     validation_fraction: float = 0.1,

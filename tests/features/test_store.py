@@ -169,3 +169,13 @@ def test_precision_is_part_of_the_store_key_and_recorded(tmp_path, labelled_imag
     assert resolve_precision("cpu") == "fp32" and resolve_precision("cpu", "fp16") == "fp16"
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("cpu", "half")
+
+
+def test_channels_last_defaults_to_cuda_only():
+    from torch import nn
+
+    from t2c_captum.features.extract import _is_channels_last, prepare_models
+
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
+    assert not _is_channels_last(prepare_models({"m": conv}, torch.device("cpu"))["m"])  # auto: off
+    assert _is_channels_last(prepare_models({"m": conv}, torch.device("cpu"), channels_last=True)["m"])
