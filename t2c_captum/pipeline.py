@@ -366,18 +366,19 @@ def _extract(
             aligner.add_stats(*stats)
         return fs
     seen: set[int] = set()
+    where = torch.device(aligner.device) if aligner is not None and aligner.device else None
 
     def add(shard: int, tensors: dict[str, torch.Tensor]) -> None:
-        if aligner is not None:
+        if aligner is not None:  # the statistics' products run where the aligner keeps them
             seen.add(shard)
-            aligner.add_stats(*shard_stats(tensors, keys, fraction))
+            aligner.add_stats(*shard_stats(tensors, keys, fraction, where))
 
     callback = add if aligner is not None else None
     fs = extract_features(source, encoders, store=store, on_shard=callback, **opts)
     if aligner is not None:
         for shard, tensors in _finished_shards(fs, list(keys)):
             if shard not in seen:
-                aligner.add_stats(*shard_stats(tensors, keys, fraction))
+                aligner.add_stats(*shard_stats(tensors, keys, fraction, where))
     return fs
 
 

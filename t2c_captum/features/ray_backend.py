@@ -120,14 +120,19 @@ def stats_from_arrays(row: Mapping[str, Any], prefix: str) -> Any:
 
 
 def shard_stats(
-    tensors: Mapping[str, torch.Tensor], keys: tuple[str, str], fraction: float
+    tensors: Mapping[str, torch.Tensor],
+    keys: tuple[str, str],
+    fraction: float,
+    device: torch.device | None = None,
 ) -> tuple[Any, Any]:
-    """Training and held-out statistics of one shard (held-out rows chosen by dataset index)."""
+    """Training and held-out statistics of one shard (held-out rows chosen by dataset index),
+    computed on ``device`` (default: CPU)."""
     from ..aligners.base import holdout_mask
     from ..aligners.linear import SufficientStats
 
     x, y = tensors[keys[0]], tensors[keys[1]]
-    train, held = SufficientStats(x.shape[1], y.shape[1]), SufficientStats(x.shape[1], y.shape[1])
+    d, D = x.shape[1], y.shape[1]
+    train, held = SufficientStats(d, D, device), SufficientStats(d, D, device)
     if x.shape[0]:
         mask = holdout_mask(tensors["indices"], fraction)
         train.update(x[~mask], y[~mask])

@@ -53,6 +53,10 @@ def test_fit_aligner_fits_while_extracting_and_never_rereads_the_store(
     # a second run reuses the finished store: statistics come back from its shards
     again, _ = fit_aligner(bb, space, labelled_images, cache_dir=str(tmp_path / "c"), progress=False)
     assert _rel(again.weight_, reference.weight_) < 1e-5
+    placed, _ = fit_aligner(bb, space, labelled_images, cache_dir=str(tmp_path / "d"), progress=False,
+                            aligner_params={"device": "cpu"})  # shard statistics computed there
+    assert placed.train_stats_.sx.device.type == "cpu"
+    assert _rel(placed.weight_, reference.weight_) < 1e-5
     sgd, _ = fit_aligner(
         bb,
         space,
