@@ -366,10 +366,10 @@ def _extract(
             aligner.add_stats(*stats)
         return fs
     seen: set[int] = set()
-    where = torch.device(aligner.device) if aligner is not None and aligner.device else None
+    where = _stats_device(aligner, opts.get("device"))
 
     def add(shard: int, tensors: dict[str, torch.Tensor]) -> None:
-        if aligner is not None:  # the statistics' products run where the aligner keeps them
+        if aligner is not None:
             seen.add(shard)
             aligner.add_stats(*shard_stats(tensors, keys, fraction, where))
 
@@ -380,6 +380,20 @@ def _extract(
             if shard not in seen:
                 aligner.add_stats(*shard_stats(tensors, keys, fraction, where))
     return fs
+
+
+def _stats_device(aligner: LinearAligner | None, device: str | None) -> torch.device | None:
+    """Where each shard's statistics are multiplied out: the aligner's device if it has one, else
+    the GPU the features come from (the CPU is busy decoding there); ``None`` (the CPU) otherwise.
+    They are then added to the aligner's statistics, wherever those live."""
+    if aligner is None:
+        return None
+    if aligner.device:
+        return torch.device(aligner.device)
+    from ._device import resolve_device
+
+    extraction = resolve_device(device)
+    return extraction if extraction.type == "cuda" else None
 
 
 def _finished_shards(fs: FeatureStore, names: list[str]) -> Any:

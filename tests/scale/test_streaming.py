@@ -105,3 +105,14 @@ def test_on_shard_sees_every_new_shard_and_channels_last_changes_nothing(labelle
         precision="fp32",
     )
     torch.testing.assert_close(cl.load()["source"], plain.load()["source"], rtol=1e-4, atol=1e-4)
+
+
+def test_shard_statistics_are_multiplied_out_on_the_gpu_the_features_come_from():
+    import torch
+
+    from t2c_captum.pipeline import _stats_device
+
+    assert _stats_device(None, "cuda") is None
+    assert _stats_device(LinearAligner(), "cpu") is None  # the CPU
+    assert _stats_device(LinearAligner(), "cuda") == torch.device("cuda")
+    assert _stats_device(LinearAligner(device="cpu"), "cuda") == torch.device("cpu")  # asked for
