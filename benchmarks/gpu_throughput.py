@@ -299,8 +299,8 @@ def paper_comparison(
         entry: dict[str, Any] = {"seconds": seconds, "img_s": args.n / seconds, "steps_s": steps}
         if i == 0:
             held = holdout_mask(indices, 0.1)
-            entry["heldout_r2_sgd"] = r2_score(sgd.transform(features[held]), targets[held])
-            entry["heldout_r2_closed_form"] = r2_score(aligner.transform(features[held]), targets[held])
+            entry["heldout_r2_sgd"] = r2_score(sgd.transform(features[held]).cpu(), targets[held])
+            entry["heldout_r2_closed_form"] = r2_score(aligner.transform(features[held]).cpu(), targets[held])
             entry["heldout_rows"] = int(held.sum())
         results[label] = entry
         print(f"paper shape, {label}: {seconds:.1f} s ({args.n / seconds:.0f} img/s; "

@@ -209,7 +209,7 @@ def evaluate_store(
             acc.labelled += int((labels >= 0).sum())
             for name, inputs in (("aligned", z), ("space", y), ("own_head", x)):
                 if name in classifiers:
-                    logits = classifiers[name](inputs.to(device) if name == "own_head" else inputs)
+                    logits = classifiers[name](inputs)  # a head moves inputs to its own device
                     logits = logits.float().cpu()
                     acc.add_hits(f"{name}_top1", logits, labels, 1)
                     if name != "own_head":

@@ -42,7 +42,7 @@ def holdout_mask(indices: torch.Tensor | np.ndarray, fraction: float) -> torch.T
 def r2_score(pred: torch.Tensor, target: torch.Tensor) -> float:
     """``1 - SSE / SST`` over all entries, SST around each output dimension's mean
     (scikit-learn's ``variance_weighted`` R²)."""
-    pred, target = pred.double(), target.double()
+    pred, target = pred.double(), target.double().to(pred.device)  # an aligner's output may be on a GPU
     sse = ((target - pred) ** 2).sum()
     sst = ((target - target.mean(dim=0)) ** 2).sum()
     return float(1.0 - sse / sst) if sst > 0 else float("nan")

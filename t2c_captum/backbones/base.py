@@ -114,8 +114,8 @@ class Backbone(nn.Module):
                 f"the head of {self.name!r} takes {self.feature_dim}-d features, got {features.shape[-1]}-d"
             )
         head_param = next(self.head.parameters(), None)
-        if head_param is not None:
-            features = features.to(head_param.dtype)
+        if head_param is not None:  # the head may be on a GPU (extraction moves the model there)
+            features = features.to(head_param.device, head_param.dtype)
         return self.head(features)
 
     def extra_repr(self) -> str:
