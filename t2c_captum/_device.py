@@ -44,7 +44,15 @@ def resolve_precision(device: str | torch.device | None, precision: str = "auto"
         return "fp32"
     if not torch.cuda.is_available():
         return "bf16"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if _native_bf16() else "fp16"
+
+
+def _native_bf16() -> bool:
+    """bf16 in hardware (Ampere or later): emulated bf16 on older GPUs runs without tensor cores."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch before the argument existed counted only native support
+        return bool(torch.cuda.is_bf16_supported())
 
 
 @contextlib.contextmanager

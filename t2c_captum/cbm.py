@@ -316,7 +316,7 @@ class ConceptBottleneck:
                 f"{name} is {x.shape[1]}-d but this model takes {self.n_features_in}-d inputs ({what}); "
                 "were these features extracted with another backbone or layer?"
             )
-        return x
+        return x.cpu()  # scikit-learn and numpy take it from here
 
     def concept_activations(self, X: Any) -> np.ndarray:
         """Raw concept activations (cosines) ``[N, K]`` of features ``X``."""
@@ -332,7 +332,7 @@ class ConceptBottleneck:
         return _standardise(self.concept_activations(X), self.concept_mean_, self.concept_scale_)
 
     def _labels(self, y: Any, n_rows: int, n_classes: int | None, name: str) -> np.ndarray:
-        labels = np.asarray(y.numpy() if isinstance(y, torch.Tensor) else y)
+        labels = np.asarray(y.cpu().numpy() if isinstance(y, torch.Tensor) else y)
         if labels.ndim != 1 or labels.shape[0] != n_rows:
             raise DimensionMismatchError(f"{name} must be [N] with N = {n_rows} rows, got {labels.shape}")
         if labels.size and not np.issubdtype(labels.dtype, np.integer):

@@ -350,7 +350,12 @@ def _extract(
         from .features.store import store_key
 
         ids = {n: dict(getattr(e, "identity", {})) for n, e in encoders.items()}
-        precision = resolve_precision(opts.get("device"), opts.get("precision", "auto"))
+        device = opts.get("device")
+        if opts.get("backend") == "ray":  # the workers' device, as the Ray backend decides it
+            from .features.ray_backend import worker_device
+
+            device = worker_device(device)
+        precision = resolve_precision(device, opts.get("precision", "auto"))
         store = root / f"{label}-{store_key(ids, source.fingerprint, 4096, precision)}"
     opts = dict(opts)
     keys = ("source", "target")

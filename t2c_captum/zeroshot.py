@@ -19,7 +19,9 @@ __all__ = ["ZeroShotClassifier", "ZeroShotResult", "topk_accuracy"]
 
 def topk_accuracy(logits: torch.Tensor, labels: Any, k: int = 1) -> float:
     """Share of rows whose label is among the ``k`` highest logits (labels < 0 are ignored)."""
+    labels = labels.cpu() if isinstance(labels, torch.Tensor) else labels
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    logits = logits.cpu()
     keep = y >= 0
     if not keep.any():
         raise DataError("no labelled rows to score")
@@ -87,14 +89,18 @@ class ZeroShotClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[N, C]``: scaled cosine between (aligned) inputs and class vectors."""
-        z = self.aligner(x) if self.aligner is not None else x
+        if self.aligner is not None:
+            weight = getattr(self.aligner, "weight_", None)  # the aligner's device, if it says
+            z = self.aligner(x.to(weight.device) if isinstance(weight, torch.Tensor) else x)
+        else:
+            z = x
         if z.shape[-1] != self.text_weights_.shape[1]:
             raise DimensionMismatchError(
                 f"inputs are {z.shape[-1]}-d but the space's embeddings are "
                 f"{self.text_weights_.shape[1]}-d; pass aligner= to map backbone features"
             )
         z = nn.functional.normalize(z, dim=-1)
-        return self.logit_scale * z @ self.text_weights_.to(z.dtype).T
+        return self.logit_scale * z @ self.text_weights_.to(z.device, z.dtype).T
 
     @torch.no_grad()
     def logits(self, X: Any) -> torch.Tensor:

@@ -162,8 +162,8 @@ class LinearAligner(Aligner):
         alphas (sequence of float, optional): candidates to try; ``None`` searches 1e-6…1e2
             coarse-to-fine (13 solves). Default: ``None``
         validation_fraction (float, optional): share of rows held out. Default: ``0.1``
-        device (str, optional): where statistics and solves live (``"cuda"`` for big dims).
-            Default: CPU
+        device (str, optional): where statistics and solves live (``"cuda"`` for big dims); the
+            fitted map is kept on the CPU either way. Default: CPU
 
     Examples::
 
@@ -240,10 +240,12 @@ class LinearAligner(Aligner):
         alpha, coef, path = self._search(problem)
         weight = (coef / problem.scale[:, None]).T  # [D, d] in raw feature units
         bias = problem.my - weight @ problem.mx
-        self.weight_ = weight.float().contiguous()
-        self.bias_ = bias.float()
-        self.x_mean_ = problem.mx.float()
-        self.x_scale_ = problem.scale.float()
+        # the fitted map lives on the CPU like every other result (``device`` is where statistics
+        # and solves run); ``aligner.to("cuda")`` moves it for GPU transforms
+        self.weight_ = weight.float().cpu().contiguous()
+        self.bias_ = bias.float().cpu()
+        self.x_mean_ = problem.mx.float().cpu()
+        self.x_scale_ = problem.scale.float().cpu()
         self.fit_stats_ = {
             "n_train": int(train.n),
             "n_holdout": int(held.n),

@@ -54,7 +54,10 @@ class SplitPreprocess:
         """``uint8 [B, C, H, W]`` → normalised ``float32`` on ``x``'s device."""
         mean = self.mean.to(x.device).view(-1, 1, 1)
         std = self.std.to(x.device).view(-1, 1, 1)
-        return x.to(torch.float32).div(255).sub_(mean).div_(std)
+        # a 0-dim tensor on x's device, not the number 255: CUDA divides by a CPU scalar as a
+        # multiplication by its reciprocal, which is off by one bit for about half the values
+        scale = torch.full((), 255.0, device=x.device)
+        return x.to(torch.float32).div(scale).sub_(mean).div_(std)
 
 
 def split_preprocess(preprocess: Any) -> SplitPreprocess | None:
@@ -127,6 +130,12 @@ class Batch:
     labels: torch.Tensor
     indices: torch.Tensor
     skipped: list[int] = field(default_factory=list)
+
+    def pin_memory(self) -> Batch:
+        """Page-locked copies (``DataLoader(pin_memory=True)`` calls this), so the copies to the
+        GPU can run asynchronously."""
+        return Batch([x.pin_memory() for x in self.inputs], self.labels.pin_memory(),
+                     self.indices.pin_memory(), self.skipped)
 
 
 def _collate(items: list[Any]) -> Batch:

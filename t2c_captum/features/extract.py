@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -100,17 +101,40 @@ def extract_features(
     pending = [s for s in range(fs.manifest["n_shards"]) if not fs.is_done(s)]
     if not pending:
         return fs
-    models = prepare_models(encoders, dev, channels_last=channels_last, compile=compile)
     write = None
     if on_shard is not None:
         def write(s: int, tensors: dict[str, torch.Tensor], skipped: list[int]) -> None:
             fs.write_shard(s, tensors, skipped)
             on_shard(s, tensors)
 
-    _run(fs, source, models, pending, shard_size, batch_size, num_workers, dev, precision, strict, progress,
-         on_shard=write)
+    with _placed(encoders, dev, channels_last=channels_last, compile=compile) as models:
+        _run(fs, source, models, pending, shard_size, batch_size, num_workers, dev, precision, strict,
+             progress, on_shard=write)
     warn_skipped(source, fs.skipped)
     return fs
+
+
+@contextlib.contextmanager
+def _placed(
+    encoders: Mapping[str, nn.Module], dev: torch.device, *, channels_last: bool | None, compile: bool
+) -> Iterator[dict[str, nn.Module]]:
+    """:func:`prepare_models` for the duration of an extraction; afterwards every encoder is back on
+    its own device and memory format (so a model fitted on a GPU is still usable on the CPU)."""
+    before = {name: (_device_of(enc), _is_channels_last(enc)) for name, enc in encoders.items()}
+    try:
+        yield prepare_models(encoders, dev, channels_last=channels_last, compile=compile)
+    finally:
+        for name, enc in encoders.items():
+            device, was_channels_last = before[name]
+            enc.to(device)
+            if not was_channels_last and _is_channels_last(enc):
+                enc.to(memory_format=torch.contiguous_format)
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def _check_corrupt(fs: FeatureStore, strict: bool) -> None:

@@ -119,6 +119,14 @@ def stats_from_arrays(row: Mapping[str, Any], prefix: str) -> Any:
     return stats
 
 
+def worker_device(device: str | None, gpus_per_worker: float = 0) -> str:
+    """The Ray workers' device, decided on the driver: ``None``/``"auto"`` is CUDA when the workers
+    get GPUs, else the CPU (the driver's own GPUs say nothing about the workers')."""
+    if device is None or device == "auto":
+        return "cuda" if gpus_per_worker > 0 else "cpu"
+    return str(device)
+
+
 def shard_stats(
     tensors: Mapping[str, torch.Tensor],
     keys: tuple[str, str],
@@ -232,7 +240,9 @@ def extract_features_ray(
             CPUs). Default: ``1`` / ``0``
         address (str, optional): the cluster (``"auto"``, ``HOST:PORT``, ``ray://HOST:PORT``);
             ``None`` starts (or reuses) a local Ray instance. Default: ``None``
-        device (str, optional): the workers' device. Default: ``"cpu"``
+        device (str, optional): the workers' device; ``None`` or ``"auto"``: CUDA when
+            ``gpus_per_worker`` > 0, else the CPU. A CUDA device gives each worker a GPU if
+            ``gpus_per_worker`` is 0. Default: ``"cpu"``
         stats_keys ((str, str), optional): ``(source, target)`` features whose closed-form fit
             statistics the workers return. Default: ``None`` (no statistics)
         validation_fraction (float, optional): held-out share for those statistics. Default: ``0.1``
@@ -252,6 +262,9 @@ def extract_features_ray(
         raise DataError(f"num_workers must be at least 1, got {num_workers}")
     ray = connect(address, num_cpus=None)
     source = open_source(source)
+    device = worker_device(device, gpus_per_worker)
+    if device.startswith("cuda") and gpus_per_worker <= 0:
+        gpus_per_worker = 1  # Ray hides the GPUs from actors that ask for none
     precision = resolve_precision(device, precision)  # resolved here: every worker runs the same
     fs = open_store(source, encoders, store, shard_size, precision)
     _check_corrupt(fs, strict)

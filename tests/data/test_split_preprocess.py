@@ -83,3 +83,15 @@ def test_extraction_with_and_without_the_split_is_identical(tmp_path, labelled_i
     assert len(calls) == 1
     assert torch.equal(split["source"], whole["source"])
     assert torch.equal(split["indices"], whole["indices"])
+
+
+def test_batches_pin_their_tensors_for_the_dataloader(monkeypatch):
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    from t2c_captum.data import Batch
+
+    pinned = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a: pinned.append(self.shape) or self)
+    batch = Batch([torch.zeros(2, 3, 4, 4, dtype=torch.uint8)], torch.zeros(2), torch.arange(2), [7])
+    out = pin_memory(batch)  # what DataLoader(pin_memory=True) does with each batch
+    assert isinstance(out, Batch) and out.skipped == [7] and len(pinned) == 3

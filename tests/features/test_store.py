@@ -179,3 +179,16 @@ def test_channels_last_defaults_to_cuda_only():
     conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
     assert not _is_channels_last(prepare_models({"m": conv}, torch.device("cpu"))["m"])  # auto: off
     assert _is_channels_last(prepare_models({"m": conv}, torch.device("cpu"), channels_last=True)["m"])
+
+
+def test_encoders_get_their_memory_format_back_after_an_extraction(tmp_path, labelled_images):
+    from torch import nn
+
+    from t2c_captum.backbones import module_backbone
+    from t2c_captum.features.extract import _is_channels_last
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    bb = module_backbone(net, layer="2", input_size=(3, 16, 16))
+    extract_features(labelled_images, {"source": bb}, store=tmp_path / "s", channels_last=True,
+                     progress=False, device="cpu")
+    assert not _is_channels_last(bb)  # as the caller gave it (a GPU run also moves it back)

@@ -116,3 +116,10 @@ def test_shard_statistics_are_multiplied_out_on_the_gpu_the_features_come_from()
     assert _stats_device(LinearAligner(), "cpu") is None  # the CPU
     assert _stats_device(LinearAligner(), "cuda") == torch.device("cuda")
     assert _stats_device(LinearAligner(device="cpu"), "cuda") == torch.device("cpu")  # asked for
+
+
+def test_ray_workers_device_is_decided_on_the_driver():
+    from t2c_captum.features.ray_backend import worker_device
+
+    assert worker_device(None) == "cpu" and worker_device("auto") == "cpu"  # a driver's GPU is not theirs
+    assert worker_device(None, gpus_per_worker=1) == "cuda" and worker_device("cuda:1") == "cuda:1"
