@@ -52,8 +52,11 @@ class SufficientStats:
         if self.n == 0:
             self.shift_x = X.double().mean(0)
             self.shift_y = Y.double().mean(0)
-        xc = X.float() - self.shift_x.float()
-        yc = Y.float() - self.shift_y.float()
+        # float32 products on the CPU (twice as fast, accurate after the shift); float64 on a GPU,
+        # where it costs little and global TF32 matmul settings cannot reach the statistics
+        dtype = torch.float64 if X.device.type == "cuda" else torch.float32
+        xc = X.to(dtype) - self.shift_x.to(dtype)
+        yc = Y.to(dtype) - self.shift_y.to(dtype)
         self.n += X.shape[0]
         self.sx += xc.sum(0, dtype=torch.float64)
         self.sy += yc.sum(0, dtype=torch.float64)
