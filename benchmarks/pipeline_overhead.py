@@ -74,9 +74,6 @@ def paper_shape(
     from t2c_captum.features import extract_features
 
     steps = seconds if seconds is not None else {}
-    if not channels_last:  # an earlier channels-last run converts the modules in place
-        for model in (backbone, target):
-            model.to(memory_format=torch.contiguous_format)
     loaded = {}
     for key, model in (("source", backbone), ("target", target)):
         t0 = time.perf_counter()
@@ -97,7 +94,7 @@ def paper_shape(
     order_x, order_y = X["indices"].argsort(), Y["indices"].argsort()
     features, targets, indices = X["source"][order_x], Y["target"][order_y], X["indices"][order_x]
     t0 = time.perf_counter()
-    sgd = SGDAligner(device=None if device == "cpu" else device).fit(features, targets, indices)
+    sgd = SGDAligner(device=device).fit(features, targets, indices)
     steps["sgd"] = time.perf_counter() - t0
     return sgd, features, targets, indices
 

@@ -89,11 +89,7 @@ class ZeroShotClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[N, C]``: scaled cosine between (aligned) inputs and class vectors."""
-        if self.aligner is not None:
-            weight = getattr(self.aligner, "weight_", None)  # the aligner's device, if it says
-            z = self.aligner(x.to(weight.device) if isinstance(weight, torch.Tensor) else x)
-        else:
-            z = x
+        z = self.aligner(x) if self.aligner is not None else x
         if z.shape[-1] != self.text_weights_.shape[1]:
             raise DimensionMismatchError(
                 f"inputs are {z.shape[-1]}-d but the space's embeddings are "

@@ -169,14 +169,14 @@ class Aligner(nn.Module):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit() first")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Differentiable map ``[N, d] -> [N, D]`` (gradients flow to ``x``)."""
+        """Differentiable map ``[N, d] -> [N, D]`` (gradients flow to ``x``), on ``x``'s device."""
         self._ensure_solved()
         if x.shape[-1] != self.weight_.shape[1]:
             raise DimensionMismatchError(
                 f"aligner expects {self.weight_.shape[1]}-d features, got {x.shape[-1]}-d; was it "
                 f"fitted for another backbone or layer? (fitted for {self.source_.get('id', '?')})"
             )
-        return nn.functional.linear(x, self.weight_.to(x.dtype), self.bias_.to(x.dtype))
+        return nn.functional.linear(x, self.weight_.to(x.device, x.dtype), self.bias_.to(x.device, x.dtype))
 
     @torch.no_grad()
     def transform(self, X: Any) -> torch.Tensor:

@@ -81,7 +81,8 @@ def extract_features(
         progress (bool, optional): show a progress bar. Default: ``True``
         channels_last (bool, optional): run convolutional encoders in channels-last memory format
             (faster on GPUs with bf16/fp16 tensor cores; little or no gain on CPU); ``None`` turns
-            it on for CUDA devices only. The modules are converted in place. Default: ``None``
+            it on for CUDA devices only. Encoders are moved and converted for the extraction
+            only: afterwards they are back on their own device and memory format. Default: ``None``
         compile (bool, optional): ``torch.compile`` every encoder first (pays a compile time once;
             worth it on GPUs for long runs). Default: ``False``
         on_shard (callable, optional): ``on_shard(shard, tensors)`` after each shard is written
@@ -289,10 +290,9 @@ def _forward(
     inputs: list[torch.Tensor],
     dev: torch.device,
     precision: str,
-    finish: Sequence[Callable[[torch.Tensor], torch.Tensor] | None] = (),
+    finish: Sequence[Callable[[torch.Tensor], torch.Tensor] | None],
 ) -> dict[str, torch.Tensor]:
     out = {}
-    finish = list(finish) or [None] * len(models)
     with autocast(dev, precision):
         for (name, model), x, done in zip(models.items(), inputs, finish, strict=True):
             x = x.to(dev, non_blocking=True)
