@@ -8,6 +8,8 @@ It tells whether the forwards, 90% of ``t2c fit`` on a CPU (docs/scale.md), can 
 
     python benchmarks/cpu_forward_options.py
     python benchmarks/cpu_forward_options.py --models resnet50 vit_small_patch16_224 --batch-size 16
+    python benchmarks/cpu_forward_options.py --models world-cnn world-ae world-vit world-clip \
+        --batch-size 128 --no-compile      # the concept world's models (64 px, packaged weights)
 """
 
 from __future__ import annotations
@@ -33,6 +35,22 @@ def best_time(model: Any, x: torch.Tensor, repeat: int, dtype: torch.dtype | Non
     return min(times)
 
 
+def _model(name: str, size: int) -> tuple[torch.nn.Module, int]:
+    """A random-init timm model (``size`` px), or a concept world model as the library loads it
+    (``world-clip`` is the space's image tower; 64 px)."""
+    if name == "world-clip":
+        from t2c_captum.spaces import load_space
+
+        return load_space(name).eval(), 64
+    if name.startswith("world-"):
+        from t2c_captum.backbones import load_backbone
+
+        return load_backbone(name).eval(), 64
+    import timm
+
+    return timm.create_model(name, pretrained=False, num_classes=0).eval(), size
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Print the table; return its rows (seconds and speed-ups per model)."""
     parser = argparse.ArgumentParser(
@@ -46,7 +64,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--size", type=int, default=224, help="input side in pixels")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    import timm
 
     flags = Path("/proc/cpuinfo").read_text() if platform.system() == "Linux" else ""
     support = {flag: "yes" if flag in flags else "no" for flag in ("avx512_bf16", "amx_bf16")}
@@ -54,10 +71,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
           + ", ".join(f"{flag} {has}" for flag, has in support.items()))
     print("| model | fp32 s | channels-last | bf16 autocast | compiled | compile time |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    x = torch.randn(args.batch_size, 3, args.size, args.size)
     rows: list[dict[str, Any]] = []
     for name in args.models:
-        model = timm.create_model(name, pretrained=False, num_classes=0).eval()
+        model, side = _model(name, args.size)
+        x = torch.randn(args.batch_size, 3, side, side)
         fp32 = best_time(model, x, args.repeat)
         cells = [f"{fp32:.3f}"]
         last = model.to(memory_format=torch.channels_last)

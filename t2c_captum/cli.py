@@ -174,8 +174,8 @@ def fit_cmd(
         bool | None,
         typer.Option(
             "--channels-last/--no-channels-last",
-            help="Channels-last memory format for conv nets (default: on with CUDA, where bf16/fp16 "
-            "tensor cores prefer it; off elsewhere).",
+            help="Channels-last memory format for conv nets (default: on with CUDA and on the CPU, "
+            "where it is faster; off on other devices).",
             show_default=False,
         ),
     ] = None,

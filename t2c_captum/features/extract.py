@@ -80,9 +80,11 @@ def extract_features(
         strict (bool, optional): fail on unreadable images instead of skipping them. Default: ``False``
         progress (bool, optional): show a progress bar. Default: ``True``
         channels_last (bool, optional): run convolutional encoders in channels-last memory format
-            (faster on GPUs with bf16/fp16 tensor cores; little or no gain on CPU); ``None`` turns
-            it on for CUDA devices only. Encoders are moved and converted for the extraction
-            only: afterwards they are back on their own device and memory format. Default: ``None``
+            (faster on GPUs with bf16/fp16 tensor cores, and for conv nets on CPUs: 1.1–1.6× in
+            ``benchmarks/cpu_forward_options.py``; no change for ViTs); ``None`` turns it on for
+            CUDA and CPU devices, off elsewhere. Encoders are moved and converted for the
+            extraction only: afterwards they are back on their own device and memory format.
+            Default: ``None``
         compile (bool, optional): ``torch.compile`` every encoder first (pays a compile time once;
             worth it on GPUs for long runs). Default: ``False``
         on_shard (callable, optional): ``on_shard(shard, tensors)`` after each shard is written
@@ -158,10 +160,10 @@ def prepare_models(
     channels_last: bool | None = None,
     compile: bool = False,
 ) -> dict[str, nn.Module]:
-    """Encoders on ``dev`` in eval mode, optionally channels-last (``None``: on CUDA) and
-    ``torch.compile``-d."""
+    """Encoders on ``dev`` in eval mode, optionally channels-last (``None``: where it is measured to
+    help, see :func:`default_channels_last`) and ``torch.compile``-d."""
     if channels_last is None:
-        channels_last = dev.type == "cuda"
+        channels_last = default_channels_last(dev)
     models: dict[str, nn.Module] = {}
     for name, enc in encoders.items():
         model = enc.to(dev).eval()
@@ -171,6 +173,13 @@ def prepare_models(
             model = torch.compile(model)  # type: ignore[assignment]  # attributes forward to the module
         models[name] = model
     return models
+
+
+def default_channels_last(dev: torch.device) -> bool:
+    """Channels-last by default on CUDA (tensor cores) and the CPU (oneDNN's NHWC convolutions:
+    1.1–1.6× for ResNets, EfficientNet and the concept world's conv nets, never slower in
+    ``benchmarks/cpu_forward_options.py``); off on devices where it was not measured (MPS, XPU)."""
+    return dev.type in ("cuda", "cpu")
 
 
 def open_store(
@@ -305,9 +314,11 @@ def _forward(
 
 
 def _is_channels_last(model: nn.Module) -> bool:
+    """Whether the model's convolution weights are channels-last (judged on the first 4-d weight
+    whose layout tells: a 1×1 kernel is contiguous in both formats)."""
     for p in model.parameters():
-        if p.ndim == 4:
-            return bool(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous())
+        if p.ndim == 4 and not (p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)):
+            return bool(p.is_contiguous(memory_format=torch.channels_last))
     return False
 
 

@@ -171,14 +171,27 @@ def test_precision_is_part_of_the_store_key_and_recorded(tmp_path, labelled_imag
         resolve_precision("cpu", "half")
 
 
-def test_channels_last_defaults_to_cuda_only():
+def test_channels_last_is_on_by_default_on_cuda_and_cpu_only():
     from torch import nn
 
-    from t2c_captum.features.extract import _is_channels_last, prepare_models
+    from t2c_captum.features.extract import _is_channels_last, default_channels_last, prepare_models
 
+    assert [default_channels_last(torch.device(d)) for d in ("cuda", "cpu", "mps", "xpu")] == [
+        True, True, False, False]
     conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
-    assert not _is_channels_last(prepare_models({"m": conv}, torch.device("cpu"))["m"])  # auto: off
-    assert _is_channels_last(prepare_models({"m": conv}, torch.device("cpu"), channels_last=True)["m"])
+    assert _is_channels_last(prepare_models({"m": conv}, torch.device("cpu"))["m"])  # auto: on
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
+    assert not _is_channels_last(prepare_models({"m": plain}, torch.device("cpu"), channels_last=False)["m"])
+
+
+def test_a_leading_1x1_convolution_does_not_hide_the_memory_format():
+    from torch import nn
+
+    from t2c_captum.features.extract import _is_channels_last
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 3))  # 1x1 weights read the same either way
+    assert not _is_channels_last(net)
+    assert _is_channels_last(net.to(memory_format=torch.channels_last))
 
 
 def test_encoders_get_their_memory_format_back_after_an_extraction(tmp_path, labelled_images):
