@@ -15,6 +15,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>&1
     echo "cpus: $(nproc)"
+    df -h /dev/shm 2>&1 | tail -1
     "$py" -c "import sys, torch, timm; print(sys.version.split()[0], 'torch', torch.__version__, 'timm', timm.__version__)"
 } | tee "$out/env.txt"
 timeout "${GPU_BENCH_TIMEOUT:-540}" "$py" benchmarks/gpu_throughput.py --out "$out/gpu.json" "$@" 2>&1 \
