@@ -82,8 +82,9 @@ def extract_features(
         channels_last (bool, optional): run convolutional encoders in channels-last memory format
             (faster on GPUs with bf16/fp16 tensor cores, and for conv nets on CPUs: 1.1–1.6× in
             ``benchmarks/cpu_forward_options.py``; no change for ViTs); ``None`` turns it on for
-            CUDA and CPU devices, off elsewhere. Encoders are moved and converted for the
-            extraction only: afterwards they are back on their own device and memory format.
+            CUDA and CPU devices, off elsewhere; a model whose forward fails on channels-last
+            tensors runs contiguous instead, with a warning. Encoders are moved and converted for
+            the extraction only: afterwards they are back on their own device and memory format.
             Default: ``None``
         compile (bool, optional): ``torch.compile`` every encoder first (pays a compile time once;
             worth it on GPUs for long runs). Default: ``False``
@@ -309,8 +310,28 @@ def _forward(
                 x = done(x)
             if x.ndim == 4 and _is_channels_last(model):
                 x = x.contiguous(memory_format=torch.channels_last)
-            out[name] = model(x).float().cpu()
+            out[name] = _call(name, model, x).float().cpu()
     return out
+
+
+def _call(name: str, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)``; a model whose forward cannot take channels-last tensors (a ``.view`` where
+    ``.reshape`` was needed) goes back to contiguous tensors, with a warning, instead of failing."""
+    try:
+        return model(x)
+    except RuntimeError as err:
+        if "view size is not compatible" not in str(err) or not _is_channels_last(model):
+            raise
+    import warnings
+
+    warnings.warn(
+        f"encoder {name!r} fails in channels-last memory format (its forward uses .view where "
+        "channels-last tensors need .reshape); it runs with contiguous tensors instead. Pass "
+        "channels_last=False (t2c fit --no-channels-last) to skip the attempt.",
+        stacklevel=2,
+    )
+    model.to(memory_format=torch.contiguous_format)
+    return model(x.contiguous())
 
 
 def _is_channels_last(model: nn.Module) -> bool:

@@ -184,6 +184,46 @@ def test_channels_last_is_on_by_default_on_cuda_and_cpu_only():
     assert not _is_channels_last(prepare_models({"m": plain}, torch.device("cpu"), channels_last=False)["m"])
 
 
+class _ViewNet(torch.nn.Module):
+    """A conv net written the old way: ``.view`` after the convolutions (fails on channels-last)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.pool = torch.nn.AdaptiveAvgPool2d(2)
+        self.fc = torch.nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.pool(self.conv(x))
+        return self.fc(x.view(x.shape[0], -1))
+
+
+def test_a_net_that_cannot_run_channels_last_falls_back_to_contiguous_with_a_warning(
+    tmp_path, labelled_images
+):
+    from t2c_captum.backbones import module_backbone
+    from t2c_captum.features.extract import _is_channels_last
+
+    torch.manual_seed(0)
+    net = _ViewNet()
+    bb = module_backbone(net, layer="fc", input_size=(3, 16, 16))
+    with pytest.warns(UserWarning, match="fails in channels-last memory format"):
+        auto = extract_features(labelled_images, {"source": bb}, store=tmp_path / "a", progress=False,
+                                device="cpu")
+    assert not _is_channels_last(net)
+    plain = extract_features(labelled_images, {"source": bb}, store=tmp_path / "b", progress=False,
+                             device="cpu", channels_last=False)
+    torch.testing.assert_close(auto.load()["source"], plain.load()["source"])
+
+
+def test_other_errors_of_a_channels_last_forward_are_not_swallowed():
+    from t2c_captum.features.extract import _call
+
+    net = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError, match="channels"):  # wrong channel count: the real error
+        _call("m", net, torch.randn(1, 5, 8, 8).contiguous(memory_format=torch.channels_last))
+
+
 def test_a_leading_1x1_convolution_does_not_hide_the_memory_format():
     from torch import nn
 
