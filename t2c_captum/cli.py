@@ -152,7 +152,11 @@ def fit_cmd(
         bool, typer.Option(help="Download the backbone's pretrained weights (needs internet).")
     ] = False,
     batch_size: int = 64,
-    workers: Annotated[int, typer.Option(help="Decoding worker processes.")] = 0,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Decoding worker processes (default: 0 on the CPU, up to 16 on CUDA).",
+                     show_default=False),
+    ] = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     cache_dir: Annotated[
@@ -271,7 +275,11 @@ def eval_cmd(
     checkpoint: Annotated[str | None, typer.Option(help="Local backbone weights.")] = None,
     space_checkpoint: Annotated[str | None, typer.Option(help="Local space weights.")] = None,
     batch_size: int = 64,
-    workers: int = 0,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Decoding worker processes (default: 0 on the CPU, up to 16 on CUDA).",
+                     show_default=False),
+    ] = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     as_json: JsonOpt = False,

@@ -238,7 +238,7 @@ def fit_aligner(
     kind: str = "linear",
     aligner_params: dict[str, Any] | None = None,
     batch_size: int = 64,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     device: str | None = None,
     precision: str = "auto",
     cache_dir: str | None = None,
@@ -268,6 +268,9 @@ def fit_aligner(
             accumulated while the features stream, without reading them again. Default: ``"local"``
         ray_address (str, optional): the Ray cluster (``None``: a local Ray instance). Default: ``None``
         ray_workers (int, optional): Ray workers extracting in parallel. Default: ``2``
+        num_workers (int, optional): decoding worker processes (local backend); ``None``: 0 on
+            the CPU, up to 16 on CUDA (:func:`~t2c_captum.features.extract.default_workers`).
+            Default: ``None``
         channels_last / compile (bool, optional): see :func:`~t2c_captum.features.extract_features`.
 
     Returns:

@@ -51,7 +51,7 @@ def extract_features(
     store: str | os.PathLike[str] | None = None,
     batch_size: int = 64,
     shard_size: int = 4096,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     device: str | torch.device | None = None,
     precision: str = "auto",
     strict: bool = False,
@@ -72,7 +72,8 @@ def extract_features(
         store (str, optional): the store directory; default is a keyed folder in the cache.
         batch_size (int, optional): images per forward pass. Default: ``64``
         shard_size (int, optional): images per shard file. Default: ``4096``
-        num_workers (int, optional): decoding worker processes. Default: ``0``
+        num_workers (int, optional): decoding worker processes; ``None``: see
+            :func:`default_workers` (0 on the CPU, up to 16 on CUDA). Default: ``None``
         device (str, optional): ``"auto"`` picks CUDA, then MPS, then CPU. Default: auto
         precision (str, optional): ``"auto"`` (bf16 on CUDA, fp32 elsewhere), ``"bf16"``,
             ``"fp16"`` or ``"fp32"``; part of the store's key, so features of another precision are
@@ -100,6 +101,8 @@ def extract_features(
     source = open_source(source)
     dev = resolve_device(device)
     precision = resolve_precision(dev, precision)
+    if num_workers is None:
+        num_workers = default_workers(dev)
     fs = open_store(source, encoders, store, shard_size, precision)
     _check_corrupt(fs, strict)
     pending = [s for s in range(fs.manifest["n_shards"]) if not fs.is_done(s)]
@@ -181,6 +184,17 @@ def default_channels_last(dev: torch.device) -> bool:
     1.1–1.6× for ResNets, EfficientNet and the concept world's conv nets, never slower in
     ``benchmarks/cpu_forward_options.py``); off on devices where it was not measured (MPS, XPU)."""
     return dev.type in ("cuda", "cpu")
+
+
+def default_workers(dev: torch.device) -> int:
+    """Decoding processes when none are asked for. On CUDA, where decoding sets the pace, one per
+    usable core but one (the models' process), at most 16. Elsewhere 0: on a CPU the forwards keep
+    every core busy and decoding is under a tenth of the work (docs/scale.md); on MPS each spawned
+    worker costs seconds to start."""
+    if dev.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(16, cores - 1))
 
 
 def open_store(

@@ -184,6 +184,17 @@ def test_channels_last_is_on_by_default_on_cuda_and_cpu_only():
     assert not _is_channels_last(prepare_models({"m": plain}, torch.device("cpu"), channels_last=False)["m"])
 
 
+def test_decoding_workers_default_to_none_on_the_cpu_and_most_cores_on_cuda(monkeypatch):
+    import os
+
+    from t2c_captum.features.extract import default_workers
+
+    assert default_workers(torch.device("cpu")) == 0 and default_workers(torch.device("mps")) == 0
+    for cores, expected in ((1, 1), (2, 1), (6, 5), (64, 16)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
+        assert default_workers(torch.device("cuda")) == expected
+
+
 class _ViewNet(torch.nn.Module):
     """A conv net written the old way: ``.view`` after the convolutions (fails on channels-last)."""
 
