@@ -98,6 +98,7 @@ def extract_features(
     """
     if not encoders:
         raise ValueError("give at least one encoder")
+    check_sizes(batch_size=batch_size, shard_size=shard_size, num_workers=num_workers)
     source = open_source(source)
     dev = resolve_device(device)
     precision = resolve_precision(dev, precision)
@@ -119,6 +120,15 @@ def extract_features(
              progress, on_shard=write)
     warn_skipped(source, fs.skipped)
     return fs
+
+
+def check_sizes(*, batch_size: int, shard_size: int, num_workers: int | None = None) -> None:
+    """Refuse sizes an extraction cannot use, before any store is created."""
+    flags = {"batch_size": " (t2c: --batch-size)", "num_workers": " (t2c: --workers)"}
+    for name, value, least in (("batch_size", batch_size, 1), ("shard_size", shard_size, 1),
+                               ("num_workers", num_workers, 0)):
+        if value is not None and value < least:
+            raise DataError(f"{name} must be at least {least}, got {value}{flags.get(name, '')}")
 
 
 @contextlib.contextmanager

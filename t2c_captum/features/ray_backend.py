@@ -31,7 +31,7 @@ from torch import nn
 from .._device import resolve_device, resolve_precision
 from .._exceptions import DataError, T2CError
 from ..data import ImageSource, open_source, warn_skipped
-from .extract import _check_corrupt, _run, open_store, prepare_models
+from .extract import _check_corrupt, _run, check_sizes, open_store, prepare_models
 from .store import FeatureStore
 
 __all__ = ["RayClusterError", "connect", "extract_features_ray", "require_ray"]
@@ -260,6 +260,7 @@ def extract_features_ray(
         raise ValueError("give at least one encoder")
     if num_workers < 1:
         raise DataError(f"num_workers must be at least 1, got {num_workers}")
+    check_sizes(batch_size=batch_size, shard_size=shard_size)
     ray = connect(address, num_cpus=None)
     source = open_source(source)
     device = worker_device(device, gpus_per_worker)

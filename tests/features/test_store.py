@@ -195,6 +195,21 @@ def test_decoding_workers_default_to_none_on_the_cpu_and_most_cores_on_cuda(monk
         assert default_workers(torch.device("cuda")) == expected
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("num_workers", -1, "num_workers must be at least 0, got -1"),
+     ("batch_size", 0, "batch_size must be at least 1, got 0"),
+     ("shard_size", 0, "shard_size must be at least 1, got 0")],
+)
+def test_sizes_an_extraction_cannot_use_are_refused_before_a_store_exists(
+    tmp_path, labelled_images, option, value, message
+):
+    with pytest.raises(DataError, match=message):
+        extract_features(labelled_images, {"source": FakeBackbone()}, store=tmp_path / "s",
+                         progress=False, **{option: value})
+    assert not (tmp_path / "s").exists()
+
+
 class _ViewNet(torch.nn.Module):
     """A conv net written the old way: ``.view`` after the convolutions (fails on channels-last)."""
 

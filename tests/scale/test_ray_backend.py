@@ -135,6 +135,14 @@ def test_an_unreachable_cluster_is_a_clear_error_and_creates_no_store(tmp_path, 
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize(("option", "value"), [("batch_size", 0), ("shard_size", -4), ("num_workers", 0)])
+def test_sizes_the_workers_cannot_use_are_refused_before_ray_starts(tmp_path, images, option, value):
+    with pytest.raises(DataError, match=f"{option} must be at least"):
+        extract_features_ray(images, {"source": FakeBackbone(dim=5)}, store=tmp_path / "s",
+                             address="127.0.0.1:1", progress=False, **{option: value})
+    assert not (tmp_path / "s").exists()
+
+
 class _FakesPlugin:
     from t2c_captum import hookimpl
 
