@@ -59,15 +59,15 @@ def raw_throughput(
 ) -> float:
     """Images/s of ``model`` alone on ready GPU tensors (after warm-up)."""
     from t2c_captum._device import autocast
-    from t2c_captum.features.extract import prepare_models
+    from t2c_captum.features.extract import _placed
 
-    if not channels_last:  # an earlier channels-last run converted the module in place
-        model.to(memory_format=torch.contiguous_format)
-    net = prepare_models({"m": model}, dev, channels_last=channels_last)["m"]
     x = torch.randn(batch, 3, 224, 224, device=dev)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.no_grad(), autocast(dev, precision):
+    # placed as an extraction places it, and put back afterwards (device and memory format)
+    with _placed({"m": model}, dev, channels_last=channels_last, compile=False) as placed, \
+            torch.no_grad(), autocast(dev, precision):
+        net = placed["m"]
         for _ in range(2):
             net(x)
         _sync(dev)
@@ -75,7 +75,8 @@ def raw_throughput(
         for _ in range(iters):
             net(x)
         _sync(dev)
-    return batch * iters / (time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0  # before the model is put back
+    return batch * iters / elapsed
 
 
 def gpu_fit_seconds(n: int, d: int, D: int, dev: torch.device, chunk: int = 8192) -> dict[str, float]:

@@ -122,7 +122,7 @@ def main() -> None:
     from t2c_captum.backbones import load_backbone
     from t2c_captum.data import iter_batches, open_source
     from t2c_captum.features import FeatureStore
-    from t2c_captum.features.extract import _is_channels_last, prepare_models
+    from t2c_captum.features.extract import _is_channels_last, _placed
     from t2c_captum.pipeline import fit_aligner, fit_from_store, load_target
 
     bb, tg = load_backbone(args.backbone), load_target(args.target)
@@ -167,16 +167,17 @@ def main() -> None:
                 pass
             out = {"decode": time.perf_counter() - t0}
             for name, model in (("backbone", bb), ("target", tg)):
-                net = prepare_models({name: model}, torch.device("cpu"))[name]  # the pipeline's options
-                ready = torch.randn(args.batch_size, 3, 224, 224)
-                if _is_channels_last(net):
-                    ready = ready.contiguous(memory_format=torch.channels_last)
-                t0 = time.perf_counter()
-                with torch.no_grad():
-                    for b in batches:
-                        net(ready[: len(b)])
-                out[name] = time.perf_counter() - t0
-                model.to(memory_format=torch.contiguous_format)
+                # the pipeline's forward options, undone afterwards as the pipeline undoes them
+                with _placed({name: model}, torch.device("cpu"), channels_last=None, compile=False) as placed:
+                    net = placed[name]
+                    ready = torch.randn(args.batch_size, 3, 224, 224)
+                    if _is_channels_last(net):
+                        ready = ready.contiguous(memory_format=torch.channels_last)
+                    t0 = time.perf_counter()
+                    with torch.no_grad():
+                        for b in batches:
+                            net(ready[: len(b)])
+                    out[name] = time.perf_counter() - t0
             t0 = time.perf_counter()
             fit_from_store(store, LinearAligner())
             out["fit"] = time.perf_counter() - t0
