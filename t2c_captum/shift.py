@@ -91,7 +91,8 @@ class ConceptMoments:
         if n == 0:
             return
         mean = s.mean(axis=0)
-        m2 = ((s - mean) ** 2).sum(axis=0)
+        deviations = s - mean
+        m2 = np.einsum("ij,ij->j", deviations, deviations)  # no second [n, K] temporary
         if key in self._groups:
             n0, mean0, m20 = self._groups[key]
             total = n0 + n

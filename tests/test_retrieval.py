@@ -260,6 +260,26 @@ def test_chunked_contrast_search_equals_the_in_memory_search(grouped, tmp_path):
     torch.testing.assert_close(chunked.margins, memory.margins)
 
 
+
+def test_a_pass_with_more_rows_than_announced_grows_its_buffers_and_loses_none(grouped, monkeypatch):
+    """The per-row outputs are allocated once from the announced row count (a store's manifest); a
+    store that finished more shards meanwhile must still be searched whole."""
+    bank, x, *_ = grouped
+    query = '"red" & ~"star"'
+    whole = Retriever(bank, batch_size=17).search(query, x, k=30)
+    announced = Retriever._rows_and_chunks
+
+    def fewer(self, data, bank):
+        n, chunks = announced(self, data, bank)
+        return 20, chunks
+
+    monkeypatch.setattr(Retriever, "_rows_and_chunks", fewer)
+    grown = Retriever(bank, batch_size=17).search(query, x, k=30)
+    assert grown.n_searched == x.shape[0] == 240
+    assert grown.indices.tolist() == whole.indices.tolist()
+    torch.testing.assert_close(grown.margins, whole.margins)
+
+
 # ---------------------------------------------------------------- the retriever
 @pytest.fixture
 def axis_bank():

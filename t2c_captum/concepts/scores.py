@@ -178,9 +178,9 @@ def summarize_scores(
     n = 0
     kk = min(k, len(names))
     for chunk in chunks:
-        s = _check_width(chunk, names).double()
-        total += s.sum(0).numpy()
-        squares += (s**2).sum(0).numpy()
+        s = _check_width(chunk, names)  # sums in float64, without a float64 copy of the chunk
+        total += s.sum(0, dtype=torch.float64).numpy()
+        squares += (s * s).sum(0, dtype=torch.float64).numpy()
         hits += np.bincount(s.topk(kk, dim=1).indices.flatten().numpy(), minlength=len(names))
         n += s.shape[0]
     if n == 0:

@@ -75,3 +75,22 @@ def test_decode_throughput_compares_the_three_decoding_stages(monkeypatch):
                                    "--models", "resnet18", "vit_tiny_patch16_224"])
     assert [r["workers"] for r in rows] == [0]
     assert all(rows[0][k] > 0 for k in ("whole_img_s", "split_here_img_s", "split_workers_img_s"))
+
+
+@pytest.mark.slow
+def test_stream_memory_measures_every_streaming_step_in_its_own_process(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop("stream_memory", None)
+    import stream_memory
+
+    out = stream_memory.main(["--n", "300", "900", "--d", "24", "--D", "8", "--shard", "128",
+                              "--concepts", "30", "--steps", "scores", "shift", "retrieve", "--repeat", "1"])
+    rows = out["results"]
+    assert list(rows) == ["fit", "scores", "shift", "retrieve"]  # fit first: the others use its aligner
+    assert [r["images"] for r in rows["scores"]] == [300, 900]
+    assert [r["searched"] for r in rows["retrieve"]] == [300, 900]
+    assert [r["tests"] for r in rows["shift"]] == [30, 30]
+    assert all(r["holdout_r2"] > 0.5 for r in rows["fit"])
+    assert all(r["peak_rss_mib"] >= r["rss_after_import_mib"] > 0 for step in rows.values() for r in step)
+    assert all(r["peak_rss_runs"] == [r["peak_rss_mib"]] for step in rows.values() for r in step)
+    assert set(out["ratios"]) == set(rows) and all(v > 0 for v in out["ratios"].values())
