@@ -191,7 +191,14 @@ class FaissIndex:
         n = identity["n"]
         if n == 0:
             raise DataError(f"{store!r} has no rows to index")
+        if kind == "ivf":
+            nlist = int(nlist or max(1, min(int(math.sqrt(n)), n // 39 or 1)))
+            if nlist > n:
+                raise DataError(f"nlist={nlist} is more than the {n} rows; use nlist <= {n}")
+        want = min(n, 64 * nlist) if kind == "ivf" and nlist else 0  # k-means: ~39+ rows a cell
         sample = _Sample(max(sample_size, 1))
+        # k-means rows, sampled in the same pass when the statistics' sample is too small for them
+        train_sample = _Sample(want, seed=1) if want > sample.size else None
         total: np.ndarray | None = None
         outer: np.ndarray | None = None
         dim = 0
@@ -204,6 +211,8 @@ class FaissIndex:
             total = z64.sum(0) if total is None else total + z64.sum(0)
             outer = z64.T @ z64 if outer is None else outer + z64.T @ z64
             sample.add(z)
+            if train_sample is not None:
+                train_sample.add(z)
             if flat is not None:
                 flat.add_with_ids(z, ids)
         assert total is not None and outer is not None and sample.rows is not None
@@ -218,16 +227,12 @@ class FaissIndex:
         if kind == "flat":
             index = flat
         else:
-            nlist = int(nlist or max(1, min(int(math.sqrt(n)), n // 39 or 1)))
-            if nlist > n:
-                raise DataError(f"nlist={nlist} is more than the {n} rows; use nlist <= {n}")
+            assert nlist is not None
             quantizer = faiss.IndexFlatIP(dim)
             index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            want = min(n, 64 * nlist)  # k-means needs ~39+ rows per cell; more only costs time
-            train = sample.rows[:want] if sample.rows.shape[0] >= want else None
-            if train is None:
-                train = np.concatenate([z for _, z in _vectors(store, aligner, key)])[:want]
-            index.train(np.ascontiguousarray(train, dtype=np.float32))
+            train = (train_sample or sample).rows
+            assert train is not None
+            index.train(np.ascontiguousarray(train[:want], dtype=np.float32))
             index.set_direct_map_type(faiss.DirectMap.Hashtable)
             for ids, z in _vectors(store, aligner, key):
                 index.add_with_ids(z, ids)

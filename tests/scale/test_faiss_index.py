@@ -108,6 +108,29 @@ def test_ivf_index_recall_and_reopen(aligned):
     np.testing.assert_allclose(index.moments(np.eye(8))[0], index.sample.mean(0), atol=1e-5)
 
 
+
+def test_ivf_training_rows_are_sampled_in_the_first_pass_and_nlist_is_checked_before_it(aligned, monkeypatch):
+    """k-means needs more rows (64 a cell) than the statistics' sample keeps here: they are sampled
+    while the store streams, not gathered by reading the whole store into memory a third time."""
+    store, aligner, bank = aligned
+    passes = []
+    original = store.iter_shards
+
+    def counted(*args, **kwargs):
+        passes.append(1)
+        yield from original(*args, **kwargs)
+
+    monkeypatch.setattr(store, "iter_shards", counted)
+    with pytest.raises(DataError, match="nlist=5000"):
+        FaissIndex.build(store, aligner, kind="ivf", nlist=5000, save=False)
+    assert passes == []  # refused before reading anything
+    index = FaissIndex.build(store, aligner, kind="ivf", nlist=8, nprobe=8, sample_size=50, save=False)
+    assert len(passes) == 2 and len(index) == 600 and index.sample.shape[0] == 50
+    retriever = Retriever(bank, aligner)
+    exact = retriever.search(QUERIES[1], store, k=10)
+    fast = retriever.search(QUERIES[1], store, k=10, index=index, candidates=600)
+    assert fast.indices.tolist() == exact.indices.tolist()
+
 def test_an_index_built_for_other_features_is_refused(aligned, tmp_path):
     store, aligner, bank = aligned
     index = FaissIndex.build(store, aligner, kind="flat")
