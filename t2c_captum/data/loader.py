@@ -15,7 +15,15 @@ from torch.utils.data import DataLoader, Dataset
 from .._exceptions import DataError
 from .sources import ImageSource
 
-__all__ = ["Batch", "DecodeOnce", "SplitPreprocess", "iter_batches", "split_preprocess"]
+__all__ = [
+    "Batch",
+    "DecodeOnce",
+    "SplitPreprocess",
+    "iter_batches",
+    "same_preprocess",
+    "shared_preprocessing",
+    "split_preprocess",
+]
 
 Preprocess = Callable[[Any], torch.Tensor]
 
@@ -91,8 +99,66 @@ def split_preprocess(preprocess: Any) -> SplitPreprocess | None:
     return split if same else None
 
 
+# transforms whose repr shows every parameter that changes their output (torchvision's own, and the
+# parameterless tensor conversions); anything else is only "the same" when it is the same object
+_NO_PARAMETERS = _TO_TENSOR | {"_PilToUint8"}
+_OPAQUE = {"Lambda", "RandomApply", "RandomChoice", "RandomOrder"}
+
+
+def _same_steps(a: Any, b: Any) -> bool:
+    return len(a.transforms) == len(b.transforms) and all(
+        _same_step(x, y) for x, y in zip(a.transforms, b.transforms, strict=True)
+    )
+
+
+def _same_step(a: Any, b: Any) -> bool:
+    from torchvision import transforms
+
+    if a is b:
+        return True
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    name = kind.__name__
+    if name in _NO_PARAMETERS:
+        return True
+    if isinstance(a, transforms.Compose):  # its repr would show a nested lambda as "Lambda()"
+        return _same_steps(a, b)
+    described = kind.__module__.startswith("torchvision.transforms") and name not in _OPAQUE
+    return described and not name.startswith("Random") and repr(a) == repr(b)
+
+
+def same_preprocess(a: Any, b: Any) -> bool:
+    """Whether two preprocessings certainly give the same tensor for every image: the same object,
+    or torchvision ``Compose`` s of the same deterministic steps with the same parameters (checked on
+    a probe image too). Random steps, lambdas and unknown callables are never judged equal."""
+    from torchvision import transforms
+
+    if a is b:
+        return True
+    if not (isinstance(a, transforms.Compose) and isinstance(b, transforms.Compose) and _same_steps(a, b)):
+        return False
+    probe = Image.fromarray(np.random.default_rng(1).integers(0, 256, (41, 29, 3), dtype=np.uint8))
+    try:
+        return bool(torch.equal(a(probe), b(probe)))
+    except Exception:  # any surprise: run both
+        return False
+
+
+def shared_preprocessing(preprocesses: Sequence[Preprocess]) -> list[int]:
+    """For each preprocessing, the position of the first one that gives the same tensors (itself
+    when none does): encoders with the same preprocessing share one run of it per image."""
+    plan: list[int] = []
+    for k, p in enumerate(preprocesses):
+        plan.append(next((j for j in range(k) if plan[j] == j and same_preprocess(preprocesses[j], p)), k))
+    return plan
+
+
 class DecodeOnce(Dataset):
     """``item i -> (one tensor per preprocess, label, i)``; an unreadable image gives ``None``.
+
+    Each image is decoded once; a preprocessing that several encoders share (:func:`same_preprocess`)
+    runs once for them (each still gets its own batch tensor from the collation).
 
     Args:
         source (ImageSource): the images.
@@ -105,6 +171,7 @@ class DecodeOnce(Dataset):
         self.source = source
         self.preprocesses = list(preprocesses)
         self.strict = strict
+        self.plan = shared_preprocessing(self.preprocesses)
 
     def __len__(self) -> int:
         return len(self.source)
@@ -119,7 +186,10 @@ class DecodeOnce(Dataset):
                     "run without strict to skip unreadable images."
                 ) from exc
             return None, -1, index
-        return [p(image) for p in self.preprocesses], label, index
+        out: list[torch.Tensor] = []
+        for k, first in enumerate(self.plan):
+            out.append(self.preprocesses[k](image) if first == k else out[first])
+        return out, label, index
 
 
 @dataclass

@@ -94,3 +94,17 @@ def test_stream_memory_measures_every_streaming_step_in_its_own_process(monkeypa
     assert all(r["peak_rss_mib"] >= r["rss_after_import_mib"] > 0 for step in rows.values() for r in step)
     assert all(r["peak_rss_runs"] == [r["peak_rss_mib"]] for step in rows.values() for r in step)
     assert set(out["ratios"]) == set(rows) and all(v > 0 for v in out["ratios"].values())
+
+
+@pytest.mark.slow
+def test_pipeline_overhead_on_the_concept_world_times_the_shared_preprocessing_apart(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop("pipeline_overhead", None)
+    import pipeline_overhead
+
+    out = pipeline_overhead.main(["--world", "--n", "40", "--batch-size", "8", "--repeat", "1",
+                                  "--workers", "0"])
+    assert (out["backbone"], out["target"]) == ("world-cnn", "world-clip")
+    assert out["shared_preprocessing"] and len(out["runs"]["pipeline_apart"]) == 1
+    assert out["speedup"] == pytest.approx(out["best"]["paper"] / out["best"]["pipeline"])
+    assert out["r2_sgd"] < 1 and out["r2_closed_form"] < 1 and out["n_heldout"] > 0
