@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         else:
             images = make_jpegs(root / "images", args.n, args.size)
         source = open_source(images)
-        first = Image.open(next(iter(sorted(images.iterdir())))).convert("RGB")
+        first = Image.open(sorted(images.iterdir())[0]).convert("RGB")
         # a batch of each model's real input (its own preprocessing of an image), for the warm-up
         # and for timing the forwards alone
         ready_inputs = {name: model.preprocess(first).unsqueeze(0).repeat(args.batch_size, 1, 1, 1)

@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
 STEPS = ("fit", "scores", "shift", "retrieve")
 QUERY = '"concept 3" & ~"concept 17"'  # both have alternatives (groups of 10): contrast thresholds
 
@@ -47,8 +46,7 @@ def _peak_rss_mib() -> float:
 
 
 def _make(path: str, n: int, d: int, D: int, shard: int) -> None:
-    sys.path.insert(0, str(HERE))
-    from _synthetic import write_store
+    from _synthetic import write_store  # beside this script, on sys.path when it runs
 
     write_store(path, n, d, D, shard)
 
@@ -143,7 +141,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
     steps = ["fit", *[s for s in args.steps if s != "fit"]]
     results: dict[str, list[dict[str, Any]]] = {s: [] for s in steps}
-    sys.path.insert(0, str(HERE))
     from _synthetic import rmtree
 
     with tempfile.TemporaryDirectory(prefix="t2c-streammem-") as tmp:

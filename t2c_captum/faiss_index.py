@@ -191,11 +191,12 @@ class FaissIndex:
         n = identity["n"]
         if n == 0:
             raise DataError(f"{store!r} has no rows to index")
+        want = 0  # k-means rows (IVF)
         if kind == "ivf":
             nlist = int(nlist or max(1, min(int(math.sqrt(n)), n // 39 or 1)))
             if nlist > n:
                 raise DataError(f"nlist={nlist} is more than the {n} rows; use nlist <= {n}")
-        want = min(n, 64 * nlist) if kind == "ivf" and nlist else 0  # k-means: ~39+ rows a cell
+            want = min(n, 64 * nlist)  # k-means needs ~39+ rows per cell; more only costs time
         sample = _Sample(max(sample_size, 1))
         # k-means rows, sampled in the same pass when the statistics' sample is too small for them
         train_sample = _Sample(want, seed=1) if want > sample.size else None

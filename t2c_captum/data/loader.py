@@ -68,6 +68,11 @@ class SplitPreprocess:
         return x.to(torch.float32).div(scale).sub_(mean).div_(std)
 
 
+def _probe_image() -> Image.Image:
+    """A noisy RGB image of an odd size, to check that two ways of preprocessing agree."""
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8))
+
+
 def split_preprocess(preprocess: Any) -> SplitPreprocess | None:
     """Cut ``preprocess`` into CPU (to ``uint8``) and device (normalisation) parts, or ``None``.
 
@@ -91,7 +96,7 @@ def split_preprocess(preprocess: Any) -> SplitPreprocess | None:
         mean=torch.as_tensor(norm.mean, dtype=torch.float32),
         std=torch.as_tensor(norm.std, dtype=torch.float32),
     )
-    probe = Image.fromarray(np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8))
+    probe = _probe_image()
     try:
         same = torch.equal(split.finish(split.on_cpu(probe)[None])[0], preprocess(probe))
     except Exception:  # any surprise: keep the whole preprocessing in the workers
@@ -138,7 +143,7 @@ def same_preprocess(a: Any, b: Any) -> bool:
         return True
     if not (isinstance(a, transforms.Compose) and isinstance(b, transforms.Compose) and _same_steps(a, b)):
         return False
-    probe = Image.fromarray(np.random.default_rng(1).integers(0, 256, (41, 29, 3), dtype=np.uint8))
+    probe = _probe_image()
     try:
         return bool(torch.equal(a(probe), b(probe)))
     except Exception:  # any surprise: run both
