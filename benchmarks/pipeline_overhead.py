@@ -20,6 +20,9 @@ the models its own trained pair, ``world-cnn`` -> ``world-clip`` (64 px): the fo
 next to decoding, as on a GPU, and the two models' features are related, so the held-out R² of
 the closed-form fit against the paper's SGD means something.
 
+``--size W --height H`` makes photo-sized JPEGs instead; ``--reduced-decode GAP`` runs the pipeline
+(and its parts' decoding) with that opt-in option, while the paper's shape always decodes in full.
+
     python benchmarks/pipeline_overhead.py                 # 256 images, 224 px, 1 loader worker
     python benchmarks/pipeline_overhead.py --n 64 --workers 0      # a quick look
     python benchmarks/pipeline_overhead.py --world --n 4096 --batch-size 128
@@ -126,6 +129,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--size", type=int, default=256, help="stored image size (models crop 224)")
+    parser.add_argument("--height", type=int, help="stored image height (default: --size, square)")
+    parser.add_argument("--reduced-decode", type=float, metavar="GAP",
+                        help="the pipeline's reduced JPEG decoding (the paper's shape decodes in full)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1, help="decoding worker processes")
     parser.add_argument("--backbone", help="default timm:resnet18 (world-cnn with --world)")
@@ -159,14 +165,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "workers": args.workers,
         "batch_size": args.batch_size,
         "threads": args.threads,
-        "images": "concept world (train split, JPEG)" if args.world else f"generated {args.size} px JPEGs",
+        "images": "concept world (train split, JPEG)" if args.world
+        else f"generated {args.size} x {args.height or args.size} px JPEGs",
+        "reduced_decode": args.reduced_decode,
     }
     with tempfile.TemporaryDirectory(prefix="t2c-overhead-") as tmp:
         root = Path(tmp)
         if args.world:
             images = write_world_jpegs(root / "images", args.n)
         else:
-            images = make_jpegs(root / "images", args.n, args.size)
+            images = make_jpegs(root / "images", args.n, args.size, height=args.height)
         source = open_source(images)
         first = Image.open(sorted(images.iterdir())[0]).convert("RGB")
         # a batch of each model's real input (its own preprocessing of an image), for the warm-up
@@ -192,6 +200,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 cache_dir=str(root / f"{tag}{r}"),
                 progress=False,
                 precision="fp32",
+                reduced_decode=args.reduced_decode,
             )
             return time.perf_counter() - t0, aligner, report
 
@@ -201,7 +210,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         def parts(store: Any) -> dict[str, float]:
             t0 = time.perf_counter()
-            for _ in iter_batches(source, [bb.preprocess, tg.preprocess], batches, num_workers=args.workers):
+            for _ in iter_batches(source, [bb.preprocess, tg.preprocess], batches, num_workers=args.workers,
+                                  reduced_decode=args.reduced_decode):
                 pass
             out = {"decode": time.perf_counter() - t0}
             for name, model in (("backbone", bb), ("target", tg)):

@@ -249,6 +249,7 @@ def fit_aligner(
     ray_workers: int = 2,
     channels_last: bool | None = None,
     compile: bool = False,
+    reduced_decode: float | None = None,
 ) -> tuple[Aligner, FitReport]:
     """Align ``backbone`` to ``target`` (a space, or another backbone) on ``data``.
 
@@ -271,7 +272,8 @@ def fit_aligner(
         num_workers (int, optional): decoding worker processes (local backend); ``None``: 0 on
             the CPU, up to 16 on CUDA (:func:`~t2c_captum.features.extract.default_workers`).
             Default: ``None``
-        channels_last / compile (bool, optional): see :func:`~t2c_captum.features.extract_features`.
+        channels_last / compile / reduced_decode (optional): see
+            :func:`~t2c_captum.features.extract_features`.
 
     Returns:
         (Aligner, FitReport): the fitted aligner and what was measured.
@@ -295,6 +297,7 @@ def fit_aligner(
         progress=progress,
         channels_last=channels_last,
         compile=compile,
+        reduced_decode=reduced_decode,
     )
     if backend == "ray":
         opts.update(backend="ray", address=ray_address, workers=ray_workers)
@@ -359,7 +362,8 @@ def _extract(
 
             device = worker_device(device)
         precision = resolve_precision(device, opts.get("precision", "auto"))
-        store = root / f"{label}-{store_key(ids, source.fingerprint, 4096, precision)}"
+        key = store_key(ids, source.fingerprint, 4096, precision, opts.get("reduced_decode"))
+        store = root / f"{label}-{key}"
     opts = dict(opts)
     keys = ("source", "target")
     fraction = aligner.validation_fraction if aligner is not None else 0.1

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from .loader import Batch, DecodeOnce, SplitPreprocess, iter_batches, split_preprocess, warn_skipped
+from .loader import (
+    Batch,
+    DecodeOnce,
+    SplitPreprocess,
+    decode_size,
+    draft_size,
+    iter_batches,
+    split_preprocess,
+    warn_skipped,
+)
 from .sources import (
     IMAGE_EXTENSIONS,
     ImageSource,
@@ -23,6 +32,8 @@ __all__ = [
     "DecodeOnce",
     "ImageSource",
     "SplitPreprocess",
+    "decode_size",
+    "draft_size",
     "from_csv",
     "from_dataset",
     "from_folder",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -13,12 +14,15 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .._exceptions import DataError
-from .sources import ImageSource
+from .sources import Draft, ImageSource
 
 __all__ = [
     "Batch",
     "DecodeOnce",
     "SplitPreprocess",
+    "check_reduced_decode",
+    "decode_size",
+    "draft_size",
     "iter_batches",
     "same_preprocess",
     "shared_preprocessing",
@@ -159,6 +163,55 @@ def shared_preprocessing(preprocesses: Sequence[Preprocess]) -> list[int]:
     return plan
 
 
+def decode_size(preprocess: Any) -> Draft | None:
+    """The least ``(width, height)`` an image can be decoded at without ``preprocess`` ever
+    upsampling it: the size its first step, a torchvision ``Resize``, scales to. ``None`` when the
+    preprocessing does not start with a ``Resize`` of a known size (nothing is then reduced)."""
+    steps = list(getattr(preprocess, "transforms", None) or [])
+    first: Any = steps[0] if steps else None
+    kind = type(first)
+    if kind.__name__ != "Resize" or not kind.__module__.startswith("torchvision.transforms"):
+        return None
+    if first.size is None:  # only max_size given
+        return None
+    size = [first.size] if isinstance(first.size, int) else list(first.size)
+    if len(size) == 1:  # the shorter side goes to size: both sides stay at least that
+        return (int(size[0]), int(size[0]))
+    return (int(size[1]), int(size[0]))  # torchvision's (height, width)
+
+
+def draft_size(preprocesses: Sequence[Any], gap: float | None) -> Draft | None:
+    """The ``(width, height)`` a JPEG may be decoded down to for all of ``preprocesses``: ``gap``
+    times the largest size their first resizes scale to; ``None`` (a full decode) when ``gap`` is
+    ``None`` or one of them does not start with a ``Resize``."""
+    sizes = [decode_size(p) for p in preprocesses]
+    if gap is None or not sizes or any(s is None for s in sizes):
+        return None
+    width = max(s[0] for s in sizes if s is not None)
+    height = max(s[1] for s in sizes if s is not None)
+    return (math.ceil(width * gap), math.ceil(height * gap))
+
+
+def check_reduced_decode(gap: float | None, preprocesses: Sequence[Any], names: Sequence[str]) -> None:
+    """Refuse a ``reduced_decode`` below 1 (it would make the resize upsample); warn when it cannot
+    take effect because a preprocessing does not start with a ``Resize``."""
+    if gap is None:
+        return
+    if isinstance(gap, bool) or not (isinstance(gap, (int, float)) and math.isfinite(gap) and gap >= 1):
+        raise DataError(
+            f"reduced_decode must be a number of at least 1 (how many times the resized size a JPEG "
+            f"decoded at reduced scale stays), got {gap!r}; 2 keeps the pixels within a few grey "
+            "levels, or leave it unset (t2c: no --reduced-decode) for a full decode"
+        )
+    plain = [n for n, p in zip(names, preprocesses, strict=True) if decode_size(p) is None]
+    if plain:
+        warnings.warn(
+            f"reduced_decode={gap} has no effect: the preprocessing of {', '.join(plain)} does not "
+            "start with a torchvision Resize, so images are decoded at full size",
+            stacklevel=3,
+        )
+
+
 class DecodeOnce(Dataset):
     """``item i -> (one tensor per preprocess, label, i)``; an unreadable image gives ``None``.
 
@@ -170,20 +223,31 @@ class DecodeOnce(Dataset):
         preprocesses (list of callables): one transform per encoder, applied to the same decoded image.
         strict (bool, optional): raise on the first unreadable image instead of skipping it.
             Default: ``False``
+        reduced_decode (float, optional): decode JPEGs at reduced scale (1/2, 1/4 or 1/8, by
+            libjpeg's DCT scaling) as long as they stay this many times the size the
+            preprocessings' first ``Resize`` scales to (:func:`draft_size`). Default: ``None``
+            (full decode)
     """
 
-    def __init__(self, source: ImageSource, preprocesses: Sequence[Preprocess], strict: bool = False):
+    def __init__(
+        self,
+        source: ImageSource,
+        preprocesses: Sequence[Preprocess],
+        strict: bool = False,
+        reduced_decode: float | None = None,
+    ):
         self.source = source
         self.preprocesses = list(preprocesses)
         self.strict = strict
         self.plan = shared_preprocessing(self.preprocesses)
+        self.draft = draft_size(self.preprocesses, reduced_decode)
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, index: int) -> tuple[list[torch.Tensor], int, int] | tuple[None, int, int]:
         try:
-            image, label = self.source.load(index)
+            image, label = self.source.load(index, self.draft) if self.draft else self.source.load(index)
         except Exception as exc:
             if self.strict:
                 raise DataError(
@@ -233,15 +297,17 @@ def iter_batches(
     num_workers: int = 0,
     strict: bool = False,
     pin_memory: bool = False,
+    reduced_decode: float | None = None,
 ) -> Iterator[Batch]:
     """Yield decoded, preprocessed batches for the given index batches, in order.
 
-    Decoding runs in ``num_workers`` worker processes so it overlaps model compute.
+    Decoding runs in ``num_workers`` worker processes so it overlaps model compute;
+    ``reduced_decode`` as for :class:`DecodeOnce`.
     """
     if not batches:
         return
     loader = DataLoader(
-        DecodeOnce(source, preprocesses, strict=strict),
+        DecodeOnce(source, preprocesses, strict=strict, reduced_decode=reduced_decode),
         batch_sampler=[list(b) for b in batches],
         num_workers=num_workers,
         collate_fn=_collate,

@@ -32,12 +32,24 @@ __all__ = [
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 
-def _to_pil(obj: Any) -> Image.Image:
+#: ``(width, height)``: the least size a JPEG decoded at reduced scale must keep
+Draft = tuple[int, int]
+
+
+def _decoded(img: Image.Image, draft: Draft | None) -> Image.Image:
+    """``img`` decoded to RGB; a JPEG at the smallest of 1/2, 1/4 or 1/8 scale that keeps it at
+    least ``draft`` in both sides, when ``draft`` is given (PIL's ``Image.draft``)."""
+    if draft is not None and img.format == "JPEG":
+        img.draft("RGB", draft)
+    return img.convert("RGB")
+
+
+def _to_pil(obj: Any, draft: Draft | None = None) -> Image.Image:
     if isinstance(obj, Image.Image):
         return obj.convert("RGB")
     if isinstance(obj, (str, os.PathLike)):
         with Image.open(obj) as img:
-            return img.convert("RGB")
+            return _decoded(img, draft)
     if isinstance(obj, torch.Tensor):
         from torchvision.transforms.functional import to_pil_image
 
@@ -48,7 +60,7 @@ def _to_pil(obj: Any) -> Image.Image:
         import io
 
         with Image.open(io.BytesIO(obj.read())) as img:
-            return img.convert("RGB")
+            return _decoded(img, draft)
     raise DataError(f"cannot turn a {type(obj).__name__} into an image")
 
 
@@ -95,13 +107,15 @@ class ImageSource(Dataset):
         pointer = (str, os.PathLike, TarMember, ParquetImage)
         return str(item) if isinstance(item, pointer) else f"{self.name}[{index}]"
 
-    def load(self, index: int) -> tuple[Image.Image, int]:
-        """Decode item ``index``; raises on unreadable files."""
+    def load(self, index: int, draft: Draft | None = None) -> tuple[Image.Image, int]:
+        """Decode item ``index``; raises on unreadable files. With ``draft`` (``(width,
+        height)``), a JPEG file is decoded at the smallest reduced scale that keeps it at least
+        that large (images already in memory are returned as they are)."""
         item = self.items[index]
         label = self.labels[index] if self.labels is not None else -1
         if isinstance(self.items, Dataset) and isinstance(item, tuple):
             item, label = item[0], int(item[1]) if len(item) > 1 else -1
-        return _to_pil(item), int(label)
+        return _to_pil(item, draft), int(label)
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         return self.load(index)

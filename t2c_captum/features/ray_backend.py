@@ -31,6 +31,7 @@ from torch import nn
 from .._device import resolve_device, resolve_precision
 from .._exceptions import DataError, T2CError
 from ..data import ImageSource, open_source, warn_skipped
+from ..data.loader import check_reduced_decode
 from .extract import _check_corrupt, _run, check_sizes, open_store, prepare_models
 from .store import FeatureStore
 
@@ -191,6 +192,7 @@ class _ShardWorker:
                 cfg["strict"],
                 False,
                 on_shard=keep,
+                reduced_decode=cfg.get("reduced_decode"),
             )
             row: dict[str, Any] = {
                 "shard": np.array([shard], dtype=np.int64),
@@ -224,6 +226,7 @@ def extract_features_ray(
     stats_keys: Sequence[str] | None = None,
     validation_fraction: float = 0.1,
     progress: bool = True,
+    reduced_decode: float | None = None,
 ) -> tuple[FeatureStore, tuple[Any, Any] | None]:
     """Like :func:`~t2c_captum.features.extract_features`, on a Ray cluster through Ray Data.
 
@@ -247,6 +250,7 @@ def extract_features_ray(
             statistics the workers return. Default: ``None`` (no statistics)
         validation_fraction (float, optional): held-out share for those statistics. Default: ``0.1``
         channels_last / compile (bool, optional): as for ``extract_features``, in every worker.
+        reduced_decode (float, optional): as for ``extract_features``, in every worker.
 
     Returns:
         (FeatureStore, (train, held) or None): the finished store, and the merged
@@ -267,7 +271,9 @@ def extract_features_ray(
     if device.startswith("cuda") and gpus_per_worker <= 0:
         gpus_per_worker = 1  # Ray hides the GPUs from actors that ask for none
     precision = resolve_precision(device, precision)  # resolved here: every worker runs the same
-    fs = open_store(source, encoders, store, shard_size, precision)
+    check_reduced_decode(reduced_decode, [getattr(e, "preprocess", None) for e in encoders.values()],
+                         list(encoders))
+    fs = open_store(source, encoders, store, shard_size, precision, reduced_decode)
     _check_corrupt(fs, strict)
     pending = [s for s in range(fs.manifest["n_shards"]) if not fs.is_done(s)]
     keys = tuple(stats_keys) if stats_keys else None
@@ -286,6 +292,7 @@ def extract_features_ray(
             "fraction": validation_fraction,
             "channels_last": channels_last,
             "compile": compile,
+            "reduced_decode": reduced_decode,
         }
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress

@@ -31,14 +31,21 @@ FORMAT_VERSION = 1
 
 
 def store_key(
-    encoders: dict[str, dict[str, Any]], fingerprint: str, shard_size: int, precision: str = "fp32"
+    encoders: dict[str, dict[str, Any]],
+    fingerprint: str,
+    shard_size: int,
+    precision: str = "fp32",
+    reduced_decode: float | None = None,
 ) -> str:
     """A short hash of what determines a store's contents: the encoders, the images, the shard
-    size and the forwards' precision (``"fp32"``, ``"bf16"`` or ``"fp16"``: features computed in
-    bf16 are not the fp32 ones, so they get their own store)."""
+    size, the forwards' precision (``"fp32"``, ``"bf16"`` or ``"fp16"``: features computed in
+    bf16 are not the fp32 ones, so they get their own store) and a reduced JPEG decode (its
+    pixels differ slightly from a full decode's)."""
     content: dict[str, Any] = {"encoders": encoders, "dataset": fingerprint, "shard_size": shard_size}
     if precision != "fp32":  # fp32 stores keep the keys they had before precision was keyed
         content["precision"] = precision
+    if reduced_decode is not None:  # likewise for full decodes
+        content["reduced_decode"] = float(reduced_decode)
     payload = json.dumps(content, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -69,6 +76,7 @@ class FeatureStore:
         shard_size: int,
         n_shards: int,
         precision: str = "fp32",
+        reduced_decode: float | None = None,
     ) -> FeatureStore:
         """Open the store at ``path`` if it has the same key, else start a new one there."""
         path = Path(path)
@@ -85,6 +93,7 @@ class FeatureStore:
             "shard_size": shard_size,
             "n_shards": n_shards,
             "precision": precision,
+            "reduced_decode": reduced_decode,
             "shards": {},
             "skipped": [],
         }

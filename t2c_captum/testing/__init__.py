@@ -25,6 +25,7 @@ __all__ = [
     "FakeSpace",
     "check_aligner",
     "make_images",
+    "make_world_jpegs",
     "register_tiny_clip_config",
     "tiny_open_clip_checkpoint",
 ]
@@ -73,6 +74,23 @@ def make_images(
         Image.fromarray(pixels).save(path)
         paths.append(path)
     return paths
+
+
+def make_world_jpegs(
+    folder: str | os.PathLike[str], n: int, size: int = 64, split: str = "train", quality: int = 92
+) -> list[Any]:
+    """Write the first ``n`` concept-world images of ``split`` as ``size`` px JPEGs (bicubic
+    resize from the world's 64 px; the world models resize them back). Returns their samples, in
+    file-name order (their factors are the ground truth)."""
+    from ..world.generator import make_split, render
+
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    samples = make_split(split, n)
+    for i, sample in enumerate(samples):
+        image = render(sample).resize((size, size), Image.Resampling.BICUBIC)
+        image.save(root / f"img{i:05d}.jpg", quality=quality)
+    return samples
 
 
 def _to_tensor(image: Any, size: int) -> torch.Tensor:

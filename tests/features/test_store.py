@@ -54,7 +54,7 @@ def test_each_image_decoded_once_for_both_encoders(tmp_path, labelled_images, mo
 
     calls = []
     original = sources._to_pil
-    monkeypatch.setattr(sources, "_to_pil", lambda obj: calls.append(obj) or original(obj))
+    monkeypatch.setattr(sources, "_to_pil", lambda obj, *rest: calls.append(obj) or original(obj, *rest))
     extract_features(
         labelled_images,
         {"source": FakeBackbone(), "target": FakeSpace()},

@@ -77,6 +77,22 @@ def test_decode_throughput_compares_the_three_decoding_stages(monkeypatch):
     assert all(rows[0][k] > 0 for k in ("whole_img_s", "split_here_img_s", "split_workers_img_s"))
 
 
+def test_reduced_decode_compares_speed_pixels_and_meaning_with_a_full_decode(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop("reduced_decode", None)
+    import reduced_decode
+
+    out = reduced_decode.main(["--n", "4", "--sizes", "300x200", "1600x1200", "--repeat", "1",
+                               "--models", "resnet18", "--world-n", "16", "--world-size", "512"])
+    small, large = out["photos"]
+    assert small["draft"] == large["draft"] == [470, 470]  # timm resnet18: Resize(235), gap 2
+    assert small["psnr_db"] == float("inf") and small["max_abs_grey_levels"] == 0  # too small to reduce
+    assert 40 < large["psnr_db"] < float("inf") and large["speedup"] > 0
+    full, reduced = out["world"]
+    assert full["cosine_min"] == pytest.approx(1) and full["agreement_with_full"] == 1
+    assert reduced["draft"] == [128, 128] and 0.9 < reduced["cosine_min"] < 1
+
+
 @pytest.mark.slow
 def test_stream_memory_measures_every_streaming_step_in_its_own_process(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))

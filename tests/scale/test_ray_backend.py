@@ -118,6 +118,22 @@ def test_dead_and_failing_workers_lose_and_duplicate_nothing_and_reruns_resume(l
     assert stats[0].n + stats[1].n == 40  # statistics of the resumed shards read back from the store
 
 
+def test_ray_workers_decode_reduced_as_the_in_process_extraction_does(local_ray, tmp_path):
+    from t2c_captum.backbones import load_backbone
+    from t2c_captum.testing import make_world_jpegs
+
+    photos = tmp_path / "photos"
+    make_world_jpegs(photos, 12, size=512)
+    encoders = {"source": load_backbone("world-cnn")}
+    options = dict(shard_size=8, batch_size=4, progress=False, reduced_decode=2.0)
+    store, _ = extract_features_ray(photos, encoders, store=tmp_path / "ray", num_workers=2, **options)
+    local = extract_features(photos, encoders, store=tmp_path / "local", **options)
+    full = extract_features(photos, encoders, store=tmp_path / "full", shard_size=8, progress=False)
+    assert store.manifest["key"] == local.manifest["key"] != full.manifest["key"]
+    torch.testing.assert_close(store.load()["source"], local.load()["source"])
+    assert not torch.equal(store.load()["source"], full.load()["source"])  # the workers did reduce
+
+
 def test_an_unreachable_cluster_is_a_clear_error_and_creates_no_store(tmp_path, images):
     import socket
 
