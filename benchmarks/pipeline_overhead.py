@@ -67,17 +67,6 @@ def make_jpegs(
     return folder
 
 
-def write_world_jpegs(folder: Path, n: int, split: str = "train") -> Path:
-    """The first ``n`` images of a concept-world split as JPEG files (quality 95)."""
-    from t2c_captum.world.dataset import WorldDataset
-
-    folder.mkdir(parents=True, exist_ok=True)
-    world = WorldDataset(split, n=n, factor=None)
-    for i in range(n):
-        world.image(i).save(folder / f"img{i:05d}.jpg", quality=95)
-    return folder
-
-
 def paper_shape(
     backbone: Any,
     target: Any,
@@ -152,6 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from t2c_captum.features import FeatureStore
     from t2c_captum.features.extract import _is_channels_last, _placed
     from t2c_captum.pipeline import fit_aligner, fit_from_store, load_target
+    from t2c_captum.testing import make_world_jpegs
 
     if args.backbone is None:
         args.backbone = "world-cnn" if args.world else "timm:resnet18"
@@ -172,7 +162,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="t2c-overhead-") as tmp:
         root = Path(tmp)
         if args.world:
-            images = write_world_jpegs(root / "images", args.n)
+            images = root / "images"
+            make_world_jpegs(images, args.n, quality=95)
         else:
             images = make_jpegs(root / "images", args.n, args.size, height=args.height)
         source = open_source(images)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,17 +184,16 @@ def draft_size(preprocesses: Sequence[Any], gap: float | None) -> Draft | None:
     """The ``(width, height)`` a JPEG may be decoded down to for all of ``preprocesses``: ``gap``
     times the largest size their first resizes scale to; ``None`` (a full decode) when ``gap`` is
     ``None`` or one of them does not start with a ``Resize``."""
-    sizes = [decode_size(p) for p in preprocesses]
-    if gap is None or not sizes or any(s is None for s in sizes):
+    known = [s for s in map(decode_size, preprocesses) if s is not None]
+    if gap is None or not known or len(known) < len(preprocesses):
         return None
-    width = max(s[0] for s in sizes if s is not None)
-    height = max(s[1] for s in sizes if s is not None)
+    width, height = max(w for w, _ in known), max(h for _, h in known)
     return (math.ceil(width * gap), math.ceil(height * gap))
 
 
-def check_reduced_decode(gap: float | None, preprocesses: Sequence[Any], names: Sequence[str]) -> None:
+def check_reduced_decode(gap: float | None, encoders: Mapping[str, Any]) -> None:
     """Refuse a ``reduced_decode`` below 1 (it would make the resize upsample); warn when it cannot
-    take effect because a preprocessing does not start with a ``Resize``."""
+    take effect because an encoder's ``preprocess`` does not start with a ``Resize``."""
     if gap is None:
         return
     if isinstance(gap, bool) or not (isinstance(gap, (int, float)) and math.isfinite(gap) and gap >= 1):
@@ -203,12 +202,12 @@ def check_reduced_decode(gap: float | None, preprocesses: Sequence[Any], names: 
             f"decoded at reduced scale stays), got {gap!r}; 2 keeps the pixels within a few grey "
             "levels, or leave it unset (t2c: no --reduced-decode) for a full decode"
         )
-    plain = [n for n, p in zip(names, preprocesses, strict=True) if decode_size(p) is None]
+    plain = [name for name, enc in encoders.items() if decode_size(getattr(enc, "preprocess", None)) is None]
     if plain:
         warnings.warn(
             f"reduced_decode={gap} has no effect: the preprocessing of {', '.join(plain)} does not "
             "start with a torchvision Resize, so images are decoded at full size",
-            stacklevel=3,
+            stacklevel=4,  # the caller of extract_features / extract_features_ray
         )
 
 
@@ -247,7 +246,7 @@ class DecodeOnce(Dataset):
 
     def __getitem__(self, index: int) -> tuple[list[torch.Tensor], int, int] | tuple[None, int, int]:
         try:
-            image, label = self.source.load(index, self.draft) if self.draft else self.source.load(index)
+            image, label = self.source.load(index, self.draft)
         except Exception as exc:
             if self.strict:
                 raise DataError(

@@ -112,8 +112,6 @@ def extract_features(
     precision = resolve_precision(dev, precision)
     if num_workers is None:
         num_workers = default_workers(dev)
-    check_reduced_decode(reduced_decode, [getattr(e, "preprocess", None) for e in encoders.values()],
-                         list(encoders))
     fs = open_store(source, encoders, store, shard_size, precision, reduced_decode)
     _check_corrupt(fs, strict)
     pending = [s for s in range(fs.manifest["n_shards"]) if not fs.is_done(s)]
@@ -226,7 +224,8 @@ def open_store(
     reduced_decode: float | None = None,
 ) -> FeatureStore:
     """The store for these encoders, images, (resolved) precision and decode (resumed when it
-    exists with the same key)."""
+    exists with the same key); a ``reduced_decode`` that cannot be used is refused first."""
+    check_reduced_decode(reduced_decode, encoders)
     identities = {name: _identity(enc) for name, enc in encoders.items()}
     key = store_key(identities, source.fingerprint, shard_size, precision, reduced_decode)
     path = Path(store) if store is not None else default_cache_dir() / "features" / key

@@ -31,7 +31,6 @@ from torch import nn
 from .._device import resolve_device, resolve_precision
 from .._exceptions import DataError, T2CError
 from ..data import ImageSource, open_source, warn_skipped
-from ..data.loader import check_reduced_decode
 from .extract import _check_corrupt, _run, check_sizes, open_store, prepare_models
 from .store import FeatureStore
 
@@ -271,8 +270,6 @@ def extract_features_ray(
     if device.startswith("cuda") and gpus_per_worker <= 0:
         gpus_per_worker = 1  # Ray hides the GPUs from actors that ask for none
     precision = resolve_precision(device, precision)  # resolved here: every worker runs the same
-    check_reduced_decode(reduced_decode, [getattr(e, "preprocess", None) for e in encoders.values()],
-                         list(encoders))
     fs = open_store(source, encoders, store, shard_size, precision, reduced_decode)
     _check_corrupt(fs, strict)
     pending = [s for s in range(fs.manifest["n_shards"]) if not fs.is_done(s)]

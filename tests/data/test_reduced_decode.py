@@ -32,6 +32,11 @@ def _photo(width: int, height: int, seed: int = 0) -> Image.Image:
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 
+class _Encoder:
+    def __init__(self, preprocess) -> None:
+        self.preprocess = preprocess
+
+
 def _preprocess(size: int = 32) -> transforms.Compose:
     return transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()])
 
@@ -87,12 +92,12 @@ def test_reduced_decoding_stays_within_a_few_grey_levels_and_small_images_are_un
 @pytest.mark.parametrize("gap", [0.5, 0, float("nan"), float("inf"), True, "2"])
 def test_a_gap_that_would_upsample_or_is_no_number_is_refused(gap):
     with pytest.raises(DataError, match="reduced_decode must be a number of at least 1"):
-        check_reduced_decode(gap, [_preprocess()], ["model"])
+        check_reduced_decode(gap, {"model": _Encoder(_preprocess())})
 
 
 def test_a_preprocessing_without_a_leading_resize_is_warned_about():
     with pytest.warns(UserWarning, match="of custom does not start with a torchvision Resize"):
-        check_reduced_decode(2.0, [_preprocess(), lambda image: image], ["plain", "custom"])
+        check_reduced_decode(2.0, {"plain": _Encoder(_preprocess()), "custom": _Encoder(lambda image: image)})
 
 
 def test_full_decode_stores_keep_their_keys_and_reduced_ones_get_their_own():
