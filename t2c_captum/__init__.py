@@ -50,7 +50,7 @@ from .decoders import (
     load_decoder,
     train_prefix_decoder,
 )
-from .features import FeatureStore, extract_features
+from .features import ExtractOptions, FeatureStore, extract_features
 from .hookspecs import hookimpl
 from .pipeline import EvalReport, FitReport, evaluate_store, fit_aligner, load_target
 from .plugins import get_plugin_manager, get_registries
@@ -72,6 +72,7 @@ __all__ = [
     "DimensionMismatchError",
     "DuplicateNameError",
     "EvalReport",
+    "ExtractOptions",
     "FeatureStore",
     "FitReport",
     "ImageSource",

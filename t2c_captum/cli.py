@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._device import PRECISIONS
 from ._exceptions import T2CError
-from .commands._common import DeviceOpt, JsonOpt
+from .commands._common import JsonOpt, extraction_options
+from .features.options import ExtractOptions
 
 app = typer.Typer(
     name="t2c",
@@ -37,36 +37,6 @@ DataOpt = Annotated[
         help="Images: a folder, a labelled ImageFolder tree, a CSV/TXT list, or world:SPLIT[:FACTOR].",
     ),
 ]
-def _one_of(*choices: str) -> Any:
-    """A typer callback that refuses values outside ``choices`` with a usage error."""
-
-    def check(value: str) -> str:
-        if value not in choices:
-            raise typer.BadParameter(f"{value!r} is not one of {', '.join(map(repr, choices))}")
-        return value
-
-    return check
-
-
-PrecisionOpt = Annotated[
-    str,
-    typer.Option(
-        help="Forwards' precision: auto (bf16/fp16 on CUDA, fp32 elsewhere), bf16, fp16 or fp32.",
-        callback=_one_of(*PRECISIONS),
-    ),
-]
-
-ReducedDecodeOpt = Annotated[
-    float | None,
-    typer.Option(
-        metavar="GAP",
-        help="Decode JPEGs at 1/2-1/8 scale while they stay GAP times the models' resize (2: photos "
-        "of 2,048 px and more decode 2.5-5x faster, pixels within a few grey levels). Default: full decode.",
-        show_default=False,
-    ),
-]
-
-
 def _fail(exc: Exception) -> None:
     console.print(f"[bold red]error:[/] {exc}", highlight=False)
     raise typer.Exit(code=2)
@@ -127,6 +97,7 @@ def plugins_cmd(as_json: JsonOpt = False) -> None:
 
 
 @app.command("fit")
+@extraction_options
 def fit_cmd(
     backbone: Annotated[
         str, typer.Argument(help="world-cnn, timm:resnet50, torchvision:resnet18, hf-hub:ORG/REPO ...")
@@ -161,40 +132,8 @@ def fit_cmd(
     pretrained: Annotated[
         bool, typer.Option(help="Download the backbone's pretrained weights (needs internet).")
     ] = False,
-    batch_size: int = 64,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Decoding worker processes (default: 0 on the CPU, up to 16 on CUDA).",
-                     show_default=False),
-    ] = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    cache_dir: Annotated[
-        str | None, typer.Option(help="Feature-store folder (default ~/.cache/t2c_captum).")
-    ] = None,
-    strict: Annotated[bool, typer.Option(help="Fail on unreadable images instead of skipping them.")] = False,
-    backend: Annotated[
-        str,
-        typer.Option(
-            help="local (in-process) or ray (Ray Data workers; pip install 't2c_captum[ray]').",
-            callback=_one_of("local", "ray"),
-        ),
-    ] = "local",
-    ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: local Ray).")
-    ] = None,
-    ray_workers: Annotated[int, typer.Option(help="Ray workers extracting in parallel.")] = 2,
-    channels_last: Annotated[
-        bool | None,
-        typer.Option(
-            "--channels-last/--no-channels-last",
-            help="Channels-last memory format for conv nets (default: on with CUDA and on the CPU, "
-            "where it is faster; off on other devices).",
-            show_default=False,
-        ),
-    ] = None,
-    compile: Annotated[bool, typer.Option(help="torch.compile the models first (GPU, long runs).")] = False,
-    reduced_decode: ReducedDecodeOpt = None,
+    *,
+    extraction: ExtractOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Fit an aligner from BACKBONE features to SPACE embeddings and report its held-out quality."""
@@ -212,19 +151,7 @@ def fit_cmd(
             eval_data=eval_data,
             kind=kind,
             aligner_params=params,
-            batch_size=batch_size,
-            num_workers=workers,
-            device=device,
-            precision=precision,
-            cache_dir=cache_dir,
-            strict=strict,
-            progress=not as_json,
-            backend=backend,
-            ray_address=ray_address,
-            ray_workers=ray_workers,
-            channels_last=channels_last,
-            compile=compile,
-            reduced_decode=reduced_decode,
+            **extraction.as_dict(),
         )
         saved = aligner.save(out)
     except T2CError as exc:
@@ -275,6 +202,7 @@ def _load_pair(
 
 
 @app.command("eval")
+@extraction_options
 def eval_cmd(
     aligner: Annotated[
         str, typer.Argument(help="A saved aligner (NAME, NAME.json, a folder, or hf-hub:ORG/REPO).")
@@ -286,33 +214,16 @@ def eval_cmd(
     space: Annotated[str | None, typer.Option(help="Override the space recorded in the aligner.")] = None,
     checkpoint: Annotated[str | None, typer.Option(help="Local backbone weights.")] = None,
     space_checkpoint: Annotated[str | None, typer.Option(help="Local space weights.")] = None,
-    batch_size: int = 64,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Decoding worker processes (default: 0 on the CPU, up to 16 on CUDA).",
-                     show_default=False),
-    ] = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    reduced_decode: ReducedDecodeOpt = None,
+    *,
+    extraction: ExtractOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure a saved aligner on new images: R², mean cosine, zero-shot accuracy (if labelled)."""
-    from .features import extract_features
     from .pipeline import evaluate_store
 
     try:
         al, bb, tg = _load_pair(aligner, backbone, space, checkpoint, space_checkpoint)
-        store = extract_features(
-            data,
-            {"source": bb, "target": tg},
-            batch_size=batch_size,
-            num_workers=workers,
-            device=device,
-            precision=precision,
-            progress=not as_json,
-            reduced_decode=reduced_decode,
-        )
+        store = extraction.extract(data, {"source": bb, "target": tg}, label="eval")
         report = evaluate_store(al, store, bb, tg, split=str(data))
     except T2CError as exc:
         _fail(exc)

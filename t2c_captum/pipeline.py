@@ -14,11 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._exceptions import DataError, UnknownNameError
+from ._exceptions import UnknownNameError
 from .aligners import Aligner, AlignmentMetrics, make_aligner
 from .aligners.linear import LinearAligner
 from .backbones import Backbone, load_backbone
-from .features import FeatureStore, extract_features
+from .features import ExtractOptions, FeatureStore
 from .spaces import Space, load_space
 from .zeroshot import ZeroShotClassifier
 
@@ -278,36 +278,20 @@ def fit_aligner(
     Returns:
         (Aligner, FitReport): the fitted aligner and what was measured.
     """
+    options = ExtractOptions(  # checked before any model is loaded
+        batch_size=batch_size, num_workers=num_workers, device=device, precision=precision, strict=strict,
+        channels_last=channels_last, compile=compile, reduced_decode=reduced_decode, backend=backend,
+        ray_address=ray_address, ray_workers=ray_workers, cache_dir=cache_dir, progress=progress,
+    )
     bb = load_backbone(backbone) if isinstance(backbone, str) else backbone
     tg = load_target(target)
     encoders: dict[str, nn.Module] = {"source": bb, "target": tg}
     seconds: dict[str, float] = {}
-    store_dir = None
-    if cache_dir is not None:
-        from pathlib import Path
-
-        store_dir = Path(cache_dir)
-    if backend not in ("local", "ray"):
-        raise DataError(f"backend must be 'local' or 'ray', not {backend!r}")
-    opts: dict[str, Any] = dict(
-        batch_size=batch_size,
-        device=device,
-        precision=precision,
-        strict=strict,
-        progress=progress,
-        channels_last=channels_last,
-        compile=compile,
-        reduced_decode=reduced_decode,
-    )
-    if backend == "ray":
-        opts.update(backend="ray", address=ray_address, workers=ray_workers)
-    else:
-        opts.update(num_workers=num_workers)
     aligner = make_aligner(kind, **(aligner_params or {}))
     t0 = time.perf_counter()
     streamed = isinstance(aligner, LinearAligner)
     linear = aligner if isinstance(aligner, LinearAligner) else None
-    train_store = _extract(data, encoders, store_dir, "train", opts, linear)
+    train_store = _extract(data, encoders, options, "train", linear)
     seconds["extract"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if streamed:
@@ -319,7 +303,7 @@ def fit_aligner(
     t0 = time.perf_counter()
     evaluations = [evaluate_store(aligner, train_store, bb, tg, split="holdout", holdout_only=True)]
     if eval_data is not None:
-        eval_store = _extract(eval_data, encoders, store_dir, "eval", opts)
+        eval_store = options.extract(eval_data, encoders, label="eval")
         evaluations.append(evaluate_store(aligner, eval_store, bb, tg, split="eval"))
     seconds["evaluate"] = time.perf_counter() - t0
     aligner.fit_stats_["evaluations"] = [e.as_dict() for e in evaluations]
@@ -339,59 +323,17 @@ def fit_aligner(
 def _extract(
     data: Any,
     encoders: dict[str, nn.Module],
-    root: Any,
+    options: ExtractOptions,
     label: str,
-    opts: dict[str, Any],
-    aligner: LinearAligner | None = None,
+    aligner: LinearAligner | None,
 ) -> FeatureStore:
     """Extract a store; with ``aligner``, add every shard's fit statistics to it as shards finish
     (and those of shards an earlier run had finished, read back from the store)."""
-    from .data import open_source
-    from .features.ray_backend import shard_stats
-
-    source = open_source(data)
-    store = None
-    if root is not None:
-        from ._device import resolve_precision
-        from .features.store import store_key
-
-        ids = {n: dict(getattr(e, "identity", {})) for n, e in encoders.items()}
-        device = opts.get("device")
-        if opts.get("backend") == "ray":  # the workers' device, as the Ray backend decides it
-            from .features.ray_backend import worker_device
-
-            device = worker_device(device)
-        precision = resolve_precision(device, opts.get("precision", "auto"))
-        key = store_key(ids, source.fingerprint, 4096, precision, opts.get("reduced_decode"))
-        store = root / f"{label}-{key}"
-    opts = dict(opts)
-    keys = ("source", "target")
-    fraction = aligner.validation_fraction if aligner is not None else 0.1
-    if opts.pop("backend", "local") == "ray":
-        from .features.ray_backend import extract_features_ray
-
-        address, workers = opts.pop("address"), opts.pop("workers")
-        fs, stats = extract_features_ray(source, encoders, store=store, num_workers=workers, address=address,
-                                         stats_keys=keys if aligner is not None else None,
-                                         validation_fraction=fraction, **opts)
-        if aligner is not None and stats is not None:
-            aligner.add_stats(*stats)
-        return fs
-    seen: set[int] = set()
-    where = _stats_device(aligner, opts.get("device"))
-
-    def add(shard: int, tensors: dict[str, torch.Tensor]) -> None:
-        if aligner is not None:
-            seen.add(shard)
-            aligner.add_stats(*shard_stats(tensors, keys, fraction, where))
-
-    callback = add if aligner is not None else None
-    fs = extract_features(source, encoders, store=store, on_shard=callback, **opts)
-    if aligner is not None:
-        for shard, tensors in _finished_shards(fs, list(keys)):
-            if shard not in seen:
-                aligner.add_stats(*shard_stats(tensors, keys, fraction, where))
-    return fs
+    if aligner is None:
+        return options.extract(data, encoders, label=label)
+    return options.extract(data, encoders, label=label, on_stats=aligner.add_stats,
+                           validation_fraction=aligner.validation_fraction,
+                           stats_device=_stats_device(aligner, options.device))
 
 
 def _stats_device(aligner: LinearAligner | None, device: str | None) -> torch.device | None:
@@ -406,9 +348,3 @@ def _stats_device(aligner: LinearAligner | None, device: str | None) -> torch.de
 
     extraction = resolve_device(device)
     return extraction if extraction.type == "cuda" else None
-
-
-def _finished_shards(fs: FeatureStore, names: list[str]) -> Any:
-    from .features.ray_backend import enumerate_shards
-
-    return enumerate_shards(fs, names)

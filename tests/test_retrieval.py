@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from t2c_captum import DataError, UnknownNameError, hookimpl
+from t2c_captum import DataError, UnknownNameError
 from t2c_captum.concepts import ConceptBank
 from t2c_captum.retrieval import (
     And,
@@ -27,7 +27,7 @@ from t2c_captum.retrieval import (
     quantile,
     zscore,
 )
-from t2c_captum.testing import FakeBackbone, FakeSpace
+from t2c_captum.testing import FakeBackbone, FakePairPlugin, FakeSpace
 
 runner = CliRunner()
 
@@ -260,7 +260,6 @@ def test_chunked_contrast_search_equals_the_in_memory_search(grouped, tmp_path):
     torch.testing.assert_close(chunked.margins, memory.margins)
 
 
-
 def test_a_pass_with_more_rows_than_announced_grows_its_buffers_and_loses_none(grouped, monkeypatch):
     """The per-row outputs are allocated once from the announced row count (a store's manifest); a
     store that finished more shards meanwhile must still be searched whole."""
@@ -374,15 +373,6 @@ def test_grid_is_written(labelled_images, tmp_path, axis_bank):
 
 
 # ---------------------------------------------------------------- the CLI
-class _FakesPlugin:
-    @hookimpl
-    def register_backbones(self, register):
-        register("fake-ret-bb", lambda **_: FakeBackbone(dim=10, name="fake-ret-bb"))
-
-    @hookimpl
-    def register_spaces(self, register):
-        register("fake-ret-space", lambda **_: FakeSpace(dim=6, name="fake-ret-space"))
-
 
 def test_cli_retrieve_matches_the_library(labelled_images, tmp_path):
     from t2c_captum.aligners import load_aligner
@@ -390,7 +380,7 @@ def test_cli_retrieve_matches_the_library(labelled_images, tmp_path):
     from t2c_captum.features import extract_features
     from t2c_captum.plugins import temporary_plugin
 
-    with temporary_plugin(_FakesPlugin(), "fakes-retrieval"):
+    with temporary_plugin(FakePairPlugin("fake-ret-bb", "fake-ret-space"), "fakes-retrieval"):
         fitted = runner.invoke(app, ["fit", "fake-ret-bb", "fake-ret-space", "--data", str(labelled_images),
                                      "--out", str(tmp_path / "al"), "--json"])
         assert fitted.exit_code == 0, fitted.output

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
 
+from .._device import PRECISIONS
 from ..concepts import ConceptBank, Vocabulary, resolve_vocabulary
+from ..features.options import BACKENDS, ExtractOptions
 
 __all__ = [
     "AlignedData",
@@ -18,14 +23,119 @@ __all__ = [
     "JsonOpt",
     "VocabularyOpt",
     "backbone_features",
+    "extraction_options",
     "load_aligned",
     "make_bank",
+    "one_of",
 ]
 
 BackboneOpt = Annotated[str | None, typer.Option(help="Override the backbone recorded in the aligner.")]
 CheckpointOpt = Annotated[str | None, typer.Option(help="Local backbone weights.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")]
+
+
+def one_of(*choices: str) -> Any:
+    """A typer callback that refuses values outside ``choices`` with a usage error."""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+
+    return check
+
+
+def _flag(*names: str, **kwargs: Any) -> Any:
+    """A typer option shown under "Feature extraction" in ``--help``."""
+    return typer.Option(*names, rich_help_panel="Feature extraction", **kwargs)
+
+
+def _extraction_flags(
+    batch_size: Annotated[int, _flag(help="Images per forward pass.")] = 64,
+    workers: Annotated[
+        int | None,
+        _flag(help="Decoding worker processes (default: 0 on the CPU, up to 16 on CUDA).",
+              show_default=False),
+    ] = None,
+    device: Annotated[str, _flag(help="auto, cpu, cuda, cuda:1, mps.")] = "auto",
+    precision: Annotated[
+        str,
+        _flag(
+            help="Forwards' precision: auto (bf16/fp16 on CUDA, fp32 elsewhere), bf16, fp16 or fp32.",
+            callback=one_of(*PRECISIONS),
+        ),
+    ] = "auto",
+    channels_last: Annotated[
+        bool | None,
+        _flag(
+            "--channels-last/--no-channels-last",
+            help="Channels-last memory format for conv nets (default: on with CUDA and on the CPU, "
+            "where it is faster; off on other devices).",
+            show_default=False,
+        ),
+    ] = None,
+    compile: Annotated[bool, _flag(help="torch.compile the models first (GPU, long runs).")] = False,
+    reduced_decode: Annotated[
+        float | None,
+        _flag(
+            metavar="GAP",
+            help="Decode JPEGs at 1/2-1/8 scale while they stay GAP times the models' resize (2: photos "
+            "of 2,048 px and more decode 2.5-5x faster, pixels within a few grey levels). Default: full "
+            "decode.",
+            show_default=False,
+        ),
+    ] = None,
+    strict: Annotated[bool, _flag(help="Fail on unreadable images instead of skipping them.")] = False,
+    cache_dir: Annotated[
+        str | None, _flag(help="Feature-store folder (default ~/.cache/t2c_captum).")
+    ] = None,
+    backend: Annotated[
+        str,
+        _flag(
+            help="local (in-process) or ray (Ray Data workers; pip install 't2c_captum\\[ray]').",
+            callback=one_of(*BACKENDS),
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        _flag(help="Ray cluster (--backend ray): auto, HOST:PORT or ray://HOST:PORT (default: local Ray)."),
+    ] = None,
+    ray_workers: Annotated[int, _flag(help="Ray workers extracting in parallel (--backend ray).")] = 2,
+) -> None:
+    """The flags every command that extracts features takes (the signature is what matters)."""
+
+
+_FLAGS = inspect.signature(_extraction_flags, eval_str=True).parameters
+_RENAMED = {"workers": "num_workers"}
+
+
+def extraction_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a typer command the extraction flags (``--batch-size``, ``--workers``, ``--device``,
+    ``--precision``, ``--channels-last``, ``--compile``, ``--reduced-decode``, ``--strict``,
+    ``--cache-dir``, ``--backend``, ``--ray-address``, ``--ray-workers``); it receives them, checked,
+    as ``extraction: ExtractOptions`` (progress off under ``--json``)."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "extraction"]
+    at = next((i for i, p in enumerate(own) if p.name == "as_json"), len(own))  # flags go before --json
+    ordered = (*own[:at], *_FLAGS.values(), *own[at:])
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in ordered]
+
+    @functools.wraps(command)
+    def run(**kwargs: Any) -> Any:
+        from .._exceptions import T2CError
+        from ..cli import _fail
+
+        flags = {_RENAMED.get(name, name): kwargs.pop(name) for name in _FLAGS}
+        try:
+            extraction = ExtractOptions(**flags, progress=not kwargs.get("as_json", False))
+        except T2CError as exc:
+            _fail(exc)
+        return command(extraction=extraction, **kwargs)
+
+    run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in params}
+    return run
+
 
 VocabularyOpt = Annotated[
     str | None,
@@ -48,22 +158,14 @@ class AlignedData:
     backbone: Any
     space: Any
 
-    def features(
-        self, data: str, *, batch_size: int = 64, device: str = "auto", progress: bool = True
-    ) -> Any:
+    def features(self, data: Any, extraction: ExtractOptions | None = None) -> Any:
         """A feature store (key ``source``) of the backbone's features of ``data``."""
-        return backbone_features(data, self.backbone, batch_size=batch_size, device=device, progress=progress)
+        return backbone_features(data, self.backbone, extraction)
 
 
-def backbone_features(
-    data: Any, backbone: Any, *, batch_size: int = 64, device: str = "auto", progress: bool = True
-) -> Any:
+def backbone_features(data: Any, backbone: Any, extraction: ExtractOptions | None = None) -> Any:
     """A feature store (key ``source``) of ``backbone``'s features of ``data``."""
-    from ..features import extract_features
-
-    return extract_features(
-        data, {"source": backbone}, batch_size=batch_size, device=device, progress=progress
-    )
+    return (extraction or ExtractOptions()).extract(data, {"source": backbone})
 
 
 def load_aligned(aligner: str, backbone: str | None = None, checkpoint: str | None = None) -> AlignedData:

@@ -10,6 +10,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
+from ..features.options import ExtractOptions
 from ._common import (
     BackboneOpt,
     CheckpointOpt,
@@ -18,6 +19,7 @@ from ._common import (
     JsonOpt,
     VocabularyOpt,
     backbone_features,
+    extraction_options,
     load_aligned,
     make_bank,
 )
@@ -79,6 +81,7 @@ def _top_table(report: Any) -> Table:
 
 
 @cbm_app.command("fit")
+@extraction_options
 def fit_cmd(
     aligner: Annotated[str, typer.Argument(help="A saved aligner (NAME, NAME.json or hf-hub:ORG/REPO).")],
     data: DataOpt,
@@ -92,8 +95,8 @@ def fit_cmd(
     probe: Annotated[bool, typer.Option(help="Also fit a dense linear probe for comparison.")] = True,
     backbone: BackboneOpt = None,
     checkpoint: CheckpointOpt = None,
-    batch_size: int = 64,
-    device: DeviceOpt = "auto",
+    *,
+    extraction: ExtractOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Fit a sparse concept bottleneck on labelled images; sparsity chosen on --val-data."""
@@ -104,8 +107,7 @@ def fit_cmd(
         pair = load_aligned(aligner, backbone, checkpoint)
         bank = make_bank(pair.space, vocabulary, concepts)
         train, val = (
-            backbone_features(d, pair.backbone, batch_size=batch_size, device=device, progress=not as_json)
-            for d in (data, val_data)
+            backbone_features(d, pair.backbone, extraction) for d in (data, val_data)
         )
         cbm = ConceptBottleneck(
             bank,
@@ -136,13 +138,14 @@ def fit_cmd(
 
 
 @cbm_app.command("eval")
+@extraction_options
 def eval_cmd(
     model: Annotated[str, typer.Argument(help="A saved concept bottleneck (NAME or NAME.json).")],
     data: DataOpt,
     backbone: BackboneOpt = None,
     checkpoint: CheckpointOpt = None,
-    batch_size: int = 64,
-    device: DeviceOpt = "auto",
+    *,
+    extraction: ExtractOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Accuracy of a concept bottleneck (and of its dense probe) on labelled images."""
@@ -151,7 +154,7 @@ def eval_cmd(
 
     try:
         cbm, bb = _load_cbm(model, backbone, checkpoint)
-        store = backbone_features(data, bb, batch_size=batch_size, device=device, progress=not as_json)
+        store = backbone_features(data, bb, extraction)
         x, y, names = labelled_features(store, cbm.aligner)
         result = {"data": data, **cbm.evaluate(x, _remap(y, names, cbm.class_names_))}
     except T2CError as exc:
@@ -195,7 +198,8 @@ def explain_cmd(
             items = source.items
             head = items[:limit] if isinstance(items, list) else Subset(items, range(limit))  # type: ignore[arg-type]
             source = ImageSource(head, name=source.name)
-        store = backbone_features(source, bb, batch_size=batch_size, device=device, progress=False)
+        options = ExtractOptions(batch_size=batch_size, device=device, progress=False)
+        store = backbone_features(source, bb, options)
         data = store.load(["source"])
         exp = cbm.explain(data["source"])
         probs = cbm.predict_proba(data["source"])

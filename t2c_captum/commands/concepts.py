@@ -9,18 +9,20 @@ import torch
 import typer
 from rich.table import Table
 
+from ..features.options import ExtractOptions
 from ._common import (
     BackboneOpt,
     CheckpointOpt,
     ConceptsOpt,
-    DeviceOpt,
     JsonOpt,
     VocabularyOpt,
+    extraction_options,
     load_aligned,
     make_bank,
 )
 
 
+@extraction_options
 def concepts_cmd(
     aligner: Annotated[str, typer.Argument(help="A saved aligner (NAME, NAME.json or hf-hub:ORG/REPO).")],
     data: Annotated[str, typer.Option("--data", "-d", help="Images: folder, CSV/TXT list or world:SPLIT.")],
@@ -45,8 +47,8 @@ def concepts_cmd(
     ] = False,
     backbone: BackboneOpt = None,
     checkpoint: CheckpointOpt = None,
-    batch_size: int = 64,
-    device: DeviceOpt = "auto",
+    *,
+    extraction: ExtractOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Name what a backbone sees: top concepts per image, and which concepts dominate the dataset."""
@@ -58,7 +60,7 @@ def concepts_cmd(
         pair = load_aligned(aligner, backbone, checkpoint)
         bank = make_bank(pair.space, vocabulary, concepts)
         source = open_source(data)
-        store = pair.features(data, batch_size=batch_size, device=device, progress=not as_json)
+        store = pair.features(data, extraction)
         chunks: list[torch.Tensor] = []
         first: list[torch.Tensor] = []
         shown: list[int] = []

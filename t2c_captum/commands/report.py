@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 
-from ._common import BackboneOpt, CheckpointOpt, ConceptsOpt, DeviceOpt, JsonOpt, VocabularyOpt
+from ..features.options import ExtractOptions
+from ._common import BackboneOpt, CheckpointOpt, ConceptsOpt, JsonOpt, VocabularyOpt, extraction_options
 
 
+@extraction_options
 def report_cmd(
     aligner: Annotated[str, typer.Argument(help="A saved aligner (NAME, NAME.json or hf-hub:ORG/REPO).")],
     data: Annotated[
@@ -42,8 +44,8 @@ def report_cmd(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report folder.")] = False,
     backbone: BackboneOpt = None,
     checkpoint: CheckpointOpt = None,
-    batch_size: int = 64,
-    device: DeviceOpt = "auto",
+    *,
+    extraction: ExtractOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a self-contained HTML report: alignment quality, zero-shot confusion matrix, sample images
@@ -62,8 +64,8 @@ def report_cmd(
             aligner, data, out, compare_data=compare_data, cbm=cbm, queries=list(query or []),
             decoder=decoder, vocabulary=vocabulary, concepts=concepts, n_samples=samples, n_maps=maps,
             map_method=method,
-            top_k=top_k, backbone=backbone, checkpoint=checkpoint, batch_size=batch_size, device=device,
-            overwrite=overwrite, progress=not as_json,
+            top_k=top_k, backbone=backbone, checkpoint=checkpoint, extraction=extraction,
+            overwrite=overwrite,
         )
     except (T2CError, OSError) as exc:
         _fail(exc)

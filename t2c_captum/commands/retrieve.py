@@ -9,18 +9,20 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..features.options import ExtractOptions
 from ._common import (
     BackboneOpt,
     CheckpointOpt,
     ConceptsOpt,
-    DeviceOpt,
     JsonOpt,
     VocabularyOpt,
+    extraction_options,
     load_aligned,
     make_bank,
 )
 
 
+@extraction_options
 def retrieve_cmd(
     aligner: Annotated[str, typer.Argument(help="A saved aligner (NAME, NAME.json or hf-hub:ORG/REPO).")],
     query: Annotated[
@@ -55,8 +57,8 @@ def retrieve_cmd(
     ] = None,
     backbone: BackboneOpt = None,
     checkpoint: CheckpointOpt = None,
-    batch_size: int = 64,
-    device: DeviceOpt = "auto",
+    *,
+    extraction: ExtractOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Find the images that satisfy QUERY: concepts joined by & (and), | (or), ~ (not).
@@ -85,7 +87,7 @@ def retrieve_cmd(
         retriever = Retriever(bank, pair.aligner, centre=centre, default_threshold=default)
         retriever.bank_for(parsed)  # unknown concepts fail before the images are read
         source = open_source(data)
-        store = pair.features(data, batch_size=batch_size, device=device, progress=not as_json)
+        store = pair.features(data, extraction)
         found = None
         kind = kinds[index]
         if kind is not None:

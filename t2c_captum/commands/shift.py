@@ -9,12 +9,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..features.options import ExtractOptions
 from ._common import (
     BackboneOpt,
     CheckpointOpt,
     ConceptsOpt,
-    DeviceOpt,
     VocabularyOpt,
+    extraction_options,
     load_aligned,
     make_bank,
 )
@@ -24,6 +25,7 @@ def _fmt(value: float, spec: str) -> str:
     return "-" if not math.isfinite(value) else format(value, spec)
 
 
+@extraction_options
 def shift_cmd(
     aligner: Annotated[str, typer.Argument(help="A saved aligner (NAME, NAME.json or hf-hub:ORG/REPO).")],
     source: Annotated[
@@ -46,8 +48,8 @@ def shift_cmd(
     plot_path: Annotated[str | None, typer.Option("--plot", help="Save a bar chart (PNG/PDF/SVG).")] = None,
     backbone: BackboneOpt = None,
     checkpoint: CheckpointOpt = None,
-    batch_size: int = 64,
-    device: DeviceOpt = "auto",
+    *,
+    extraction: ExtractOptions,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON instead.")] = False,
 ) -> None:
     """Diagnose a distribution shift: the concepts whose scores differ between --source and --target.
@@ -61,8 +63,7 @@ def shift_cmd(
     try:
         pair = load_aligned(aligner, backbone, checkpoint)
         bank = make_bank(pair.space, vocabulary, concepts)
-        stores = [pair.features(d, batch_size=batch_size, device=device, progress=not as_json)
-                  for d in (source, target)]
+        stores = [pair.features(d, extraction) for d in (source, target)]
         with warnings.catch_warnings():  # printed below, with the table
             warnings.simplefilter("ignore", UserWarning)
             report = diagnose_shift(stores[0], stores[1], bank, pair.aligner, pair.backbone,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .._exceptions import DataError
+from ..features.options import ExtractOptions
 from .assets import Assets
 from .sections import Builder, ReportContext, ReportOptions, Section, run_sections
 
@@ -109,6 +110,7 @@ def build_report(
     checkpoint: str | None = None,
     batch_size: int = 64,
     device: str = "auto",
+    extraction: ExtractOptions | None = None,
     overwrite: bool = False,
     progress: bool = False,
     sections: list[Builder] | None = None,
@@ -136,6 +138,9 @@ def build_report(
         n_maps (int, optional): how many of them get a concept map (0: none). Default: ``4``
         map_method (str, optional): the Captum method of the maps. Default: ``"integrated_gradients"``
         top_k (int, optional): concepts per image and per class. Default: ``5``
+        batch_size / device (optional): extraction settings, used when ``extraction`` is not given.
+        extraction (ExtractOptions, optional): every extraction setting (workers, precision, Ray
+            backend...), for the report's images and ``compare_data``. Default: ``None``
         overwrite (bool, optional): replace an existing report folder. Default: ``False``
         sections (list, optional): the section builders. Default: :data:`~t2c_captum.report.SECTIONS`
 
@@ -154,7 +159,6 @@ def build_report(
     """
     from ..commands._common import load_aligned, make_bank
     from ..data import open_source
-    from ..features import extract_features
     from ..pipeline import evaluate_store
 
     start = time.perf_counter()
@@ -163,12 +167,11 @@ def build_report(
     options = ReportOptions(compare_data=compare_data, cbm=cbm, queries=list(queries), decoder=decoder,
                             n_samples=n_samples,
                             n_maps=n_maps, map_method=map_method, top_k=top_k, batch_size=batch_size,
-                            device=device, progress=progress)
+                            device=device, progress=progress, extraction=extraction)
     pair = load_aligned(os.fspath(aligner), backbone, checkpoint)
     bank = make_bank(pair.space, vocabulary, concepts)
     source = open_source(data)
-    store = extract_features(data, {"source": pair.backbone, "target": pair.space}, batch_size=batch_size,
-                             device=device, progress=progress)
+    store = options.extract(data, {"source": pair.backbone, "target": pair.space})
     evaluation = evaluate_store(pair.aligner, store, pair.backbone, pair.space, split=str(data))
     loaded = store.load(["source"])
     order = torch.argsort(loaded["indices"])

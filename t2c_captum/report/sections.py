@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..features.options import ExtractOptions
 from .assets import Assets, Figure
 
 __all__ = ["SECTIONS", "ReportContext", "ReportOptions", "Section"]
@@ -36,6 +37,20 @@ class ReportOptions:
     batch_size: int = 64
     device: str = "auto"
     progress: bool = False
+    #: every extraction setting (then ``batch_size``, ``device`` and ``progress`` are read from it);
+    #: ``None``: the defaults, with those three
+    extraction: ExtractOptions | None = None
+
+    def __post_init__(self) -> None:
+        if self.extraction is not None:
+            self.batch_size, self.progress = self.extraction.batch_size, self.extraction.progress
+            self.device = self.extraction.device or "auto"
+
+    def extract(self, data: Any, encoders: dict[str, Any]) -> Any:
+        """The feature store of ``encoders`` on ``data``, extracted with these settings."""
+        options = self.extraction or ExtractOptions(batch_size=self.batch_size, device=self.device,
+                                                    progress=self.progress)
+        return options.extract(data, encoders)
 
 
 @dataclass
@@ -342,11 +357,9 @@ def shift_section(ctx: ReportContext) -> Section:
                                "which concepts differ between the two, with a plot.")
     import warnings
 
-    from ..commands._common import backbone_features
     from ..shift import diagnose_shift
 
-    store_b = backbone_features(other, ctx.aligned.backbone, batch_size=ctx.options.batch_size,
-                                device=ctx.options.device, progress=ctx.options.progress)
+    store_b = ctx.options.extract(other, {"source": ctx.aligned.backbone})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         report = diagnose_shift(ctx.store, store_b, ctx.bank, ctx.aligned.aligner, ctx.aligned.backbone,

@@ -17,11 +17,13 @@ from torch import nn
 
 from ..aligners import Aligner
 from ..backbones import Backbone
+from ..hookspecs import hookimpl
 from ..spaces import Space
 
 __all__ = [
     "TINY_CLIP",
     "FakeBackbone",
+    "FakePairPlugin",
     "FakeSpace",
     "check_aligner",
     "make_images",
@@ -115,7 +117,11 @@ class FakeBackbone(Backbone):
 
     def __init__(self, dim: int = 12, n_classes: int = 0, seed: int = 0, name: str = "fake") -> None:
         gen = torch.Generator().manual_seed(seed)
-        head = nn.Linear(dim, n_classes) if n_classes else None
+        head = None
+        if n_classes:
+            with torch.random.fork_rng(devices=[]):  # seeded too: never depends on what ran before
+                torch.manual_seed(seed)
+                head = nn.Linear(dim, n_classes)
         super().__init__(name, _Preprocess(8), head=head, input_size=(3, 8, 8))
         self.proj = nn.Linear(3 * 8 * 8, dim)
         with torch.no_grad():
@@ -143,6 +149,29 @@ class FakeSpace(Space):
     def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
         rows = [self.text_table[torch.tensor([ord(c) % 256 for c in t] or [0])].mean(0) for t in texts]
         return torch.stack(rows)
+
+
+class FakePairPlugin:
+    """A plugin that registers a :class:`FakeBackbone` and a :class:`FakeSpace` by name, so a test can
+    run ``t2c`` commands on them (``with temporary_plugin(FakePairPlugin("my-bb", "my-space"), "x"):``).
+
+    Args:
+        backbone (str): the backbone's registered name (also its ``name``).
+        space (str): the space's registered name (also its ``name``).
+        dim (int, optional): backbone feature size. Default: ``10``
+        space_dim (int, optional): space embedding size. Default: ``6``
+    """
+
+    def __init__(self, backbone: str, space: str, dim: int = 10, space_dim: int = 6) -> None:
+        self.backbone, self.space, self.dim, self.space_dim = backbone, space, dim, space_dim
+
+    @hookimpl
+    def register_backbones(self, register: Any) -> None:
+        register(self.backbone, lambda **_: FakeBackbone(dim=self.dim, name=self.backbone))
+
+    @hookimpl
+    def register_spaces(self, register: Any) -> None:
+        register(self.space, lambda **_: FakeSpace(dim=self.space_dim, name=self.space))
 
 
 def check_aligner(

@@ -108,7 +108,6 @@ def test_ivf_index_recall_and_reopen(aligned):
     np.testing.assert_allclose(index.moments(np.eye(8))[0], index.sample.mean(0), atol=1e-5)
 
 
-
 def test_ivf_training_rows_are_sampled_in_the_first_pass_and_nlist_is_checked_before_it(aligned, monkeypatch):
     """k-means needs more rows (64 a cell) than the statistics' sample keeps here: they are sampled
     while the store streams, not gathered by reading the whole store into memory a third time."""
@@ -163,22 +162,6 @@ def test_bad_settings_are_clear_errors(aligned, tmp_path):
         FaissIndex.build(partial, aligner)
 
 
-class _FakesPlugin:
-    from t2c_captum import hookimpl
-
-    @hookimpl
-    def register_backbones(self, register):
-        from t2c_captum.testing import FakeBackbone
-
-        register("fake-idx-bb", lambda **_: FakeBackbone(dim=10, name="fake-idx-bb"))
-
-    @hookimpl
-    def register_spaces(self, register):
-        from t2c_captum.testing import FakeSpace
-
-        register("fake-idx-space", lambda **_: FakeSpace(dim=6, name="fake-idx-space"))
-
-
 def test_cli_retrieve_with_a_faiss_index_matches_the_exact_search(labelled_images, tmp_path):
     import json
 
@@ -186,9 +169,10 @@ def test_cli_retrieve_with_a_faiss_index_matches_the_exact_search(labelled_image
 
     from t2c_captum.cli import app
     from t2c_captum.plugins import temporary_plugin
+    from t2c_captum.testing import FakePairPlugin
 
     runner = CliRunner()
-    with temporary_plugin(_FakesPlugin(), "fakes-index"):
+    with temporary_plugin(FakePairPlugin("fake-idx-bb", "fake-idx-space"), "fakes-index"):
         fitted = runner.invoke(
             app,
             [

@@ -13,7 +13,7 @@ from t2c_captum import DataError, FeatureStore, extract_features  # noqa: E402
 from t2c_captum.aligners import LinearAligner  # noqa: E402
 from t2c_captum.features.ray_backend import RayClusterError, connect, extract_features_ray  # noqa: E402
 from t2c_captum.pipeline import fit_from_store  # noqa: E402
-from t2c_captum.testing import FakeBackbone, FakeSpace, make_images  # noqa: E402
+from t2c_captum.testing import FakeBackbone, FakePairPlugin, FakeSpace, make_images  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -159,18 +159,6 @@ def test_sizes_the_workers_cannot_use_are_refused_before_ray_starts(tmp_path, im
     assert not (tmp_path / "s").exists()
 
 
-class _FakesPlugin:
-    from t2c_captum import hookimpl
-
-    @hookimpl
-    def register_backbones(self, register):
-        register("fake-ray-bb", lambda **_: FakeBackbone(dim=10, name="fake-ray-bb"))
-
-    @hookimpl
-    def register_spaces(self, register):
-        register("fake-ray-space", lambda **_: FakeSpace(dim=6, name="fake-ray-space"))
-
-
 def test_cli_fit_on_tar_shards_switches_to_ray_with_one_flag(local_ray, tmp_path):
     import json
 
@@ -184,7 +172,7 @@ def test_cli_fit_on_tar_shards_switches_to_ray_with_one_flag(local_ray, tmp_path
 
     tars = write_tar_shards(tmp_path / "tars", n_shards=3, per_shard=8)  # webdataset-style input
     runner = CliRunner()
-    with temporary_plugin(_FakesPlugin(), "fakes-ray"):
+    with temporary_plugin(FakePairPlugin("fake-ray-bb", "fake-ray-space"), "fakes-ray"):
         # both fakes are linear in the same pixels (held-out R² = 1 for any small alpha), so the
         # alpha search would pick among ties; a fixed alpha makes the two fits comparable
         args = ["fit", "fake-ray-bb", "fake-ray-space", "--data", str(tars), "--json", "--alpha", "0.1"]
@@ -210,3 +198,40 @@ def test_cli_fit_on_tar_shards_switches_to_ray_with_one_flag(local_ray, tmp_path
         a, b = load_aligner(str(tmp_path / "ray")), load_aligner(str(tmp_path / "local"))
         assert _relative(a.weight_, b.weight_) < 1e-5
         assert json.loads(on_ray.output)["n_train"] == json.loads(local.output)["n_train"]
+
+
+def test_cli_concepts_and_shift_switch_to_ray_with_the_same_flag(local_ray, images, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from t2c_captum.cli import app
+    from t2c_captum.plugins import temporary_plugin
+
+    runner = CliRunner()
+    with temporary_plugin(FakePairPlugin("fake-ray-bb", "fake-ray-space"), "fakes-ray-concepts"):
+        fitted = runner.invoke(app, ["fit", "fake-ray-bb", "fake-ray-space", "--data", str(images),
+                                     "--out", str(tmp_path / "al"), "--json"])
+        assert fitted.exit_code == 0, fitted.output
+        for command in (["concepts", "--data", str(images)],
+                        ["shift", "--source", str(images / "cat"), "--target", str(images / "dog")]):
+            args = [command[0], str(tmp_path / "al"), *command[1:], "-c", "red,blue,green", "--json"]
+            local = runner.invoke(app, [*args, "--cache-dir", str(tmp_path / command[0] / "l")])
+            assert local.exit_code == 0, local.output
+            on_ray = runner.invoke(app, [*args, "--cache-dir", str(tmp_path / command[0] / "r"),
+                                         "--backend", "ray", "--ray-workers", "2"])
+            assert on_ray.exit_code == 0, on_ray.output
+            stores = list((tmp_path / command[0] / "r").iterdir())
+            assert len(stores) == (1 if command[0] == "concepts" else 2)
+            assert _same_json(json.loads(on_ray.output), json.loads(local.output)), on_ray.output
+
+
+def _same_json(a, b, tol=1e-5):
+    """Equal JSON documents, numbers within ``tol`` (float rounding differs between processes)."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_json(a[k], b[k], tol) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same_json(x, y, tol) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return (a != a and b != b) or abs(a - b) <= tol * max(1.0, abs(b))  # NaN (untested) on both
+    return a == b

@@ -1,0 +1,199 @@
+"""How features are extracted: one set of settings for every command and function that extracts.
+
+:class:`ExtractOptions` gathers what :func:`~t2c_captum.features.extract_features` and the Ray
+backend take (batch size, decoding workers, device, precision, memory format, compile, reduced
+decoding, fault handling) with the backend switch, so ``t2c fit``, ``t2c eval``, ``t2c concepts``,
+``t2c shift``, ``t2c retrieve``, ``t2c cbm`` and ``t2c report`` extract the same way from the same
+flags, and a scale run moves to a Ray cluster with ``--backend ray`` on any of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._device import PRECISIONS
+from .._exceptions import DataError
+from .store import FeatureStore
+
+__all__ = ["BACKENDS", "ExtractOptions"]
+
+#: extraction backends: in-process, or Ray Data workers (``pip install 't2c_captum[ray]'``)
+BACKENDS = ("local", "ray")
+_STORE_SHARD_SIZE = 4096  # the store's shard size, as extract_features and the Ray backend default it
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """Settings of a feature extraction, checked when made.
+
+    Attributes:
+        batch_size (int): images per forward pass. Default: ``64``
+        num_workers (int, optional): decoding worker processes (local backend); ``None``: 0 on the
+            CPU, up to 16 on CUDA. Default: ``None``
+        device (str, optional): ``"auto"`` picks CUDA, then MPS, then CPU (Ray: the workers' device;
+            ``auto`` is the CPU there). Default: ``"auto"``
+        precision (str): ``auto``, ``bf16``, ``fp16`` or ``fp32``. Default: ``"auto"``
+        strict (bool): fail on unreadable images instead of skipping them. Default: ``False``
+        channels_last (bool, optional): channels-last conv nets; ``None``: on for CUDA and CPU.
+        compile (bool): ``torch.compile`` the encoders first. Default: ``False``
+        reduced_decode (float, optional): decode JPEGs reduced, at least this many times the
+            encoders' resize (see :func:`~t2c_captum.features.extract_features`). Default: ``None``
+        backend (str): ``"local"`` (in-process) or ``"ray"`` (Ray Data workers). Default: ``"local"``
+        ray_address (str, optional): the Ray cluster; ``None`` starts a local instance.
+        ray_workers (int): Ray workers extracting in parallel. Default: ``2``
+        cache_dir (str, optional): a folder for the stores (``LABEL-KEY`` inside it); ``None``: the
+            keyed folders of :func:`~t2c_captum.features.default_cache_dir`. Default: ``None``
+        progress (bool): show progress. Default: ``True``
+
+    Examples::
+
+        >>> opts = ExtractOptions(batch_size=128, precision="bf16", backend="ray", ray_workers=4)
+        >>> store = opts.extract("images/", {"source": backbone})
+    """
+
+    batch_size: int = 64
+    num_workers: int | None = None
+    device: str | None = "auto"
+    precision: str = "auto"
+    strict: bool = False
+    channels_last: bool | None = None
+    compile: bool = False
+    reduced_decode: float | None = None
+    backend: str = "local"
+    ray_address: str | None = None
+    ray_workers: int = 2
+    cache_dir: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise DataError(f"backend must be 'local' or 'ray' (t2c: --backend), not {self.backend!r}")
+        if self.precision not in PRECISIONS:
+            raise DataError(
+                f"precision must be one of {', '.join(PRECISIONS)} (t2c: --precision), not {self.precision!r}"
+            )
+        workers = self.ray_workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise DataError(
+                f"ray_workers must be a whole number of at least 1 (t2c: --ray-workers), got {workers!r}"
+            )
+        if self.backend == "local" and self.ray_address is not None:
+            raise DataError("ray_address is set but the backend is local: add backend='ray' "
+                            "(t2c: --backend ray)")
+        from ..data.loader import check_reduced_decode
+        from .extract import check_sizes
+
+        check_sizes(batch_size=self.batch_size, shard_size=_STORE_SHARD_SIZE, num_workers=self.num_workers)
+        check_reduced_decode(self.reduced_decode, {})  # the number; the encoders are checked later
+
+    def with_(self, **changes: Any) -> ExtractOptions:
+        """A copy with some settings changed (checked again)."""
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings, as plain values."""
+        return asdict(self)
+
+    def store_path(
+        self, source: Any, encoders: Mapping[str, nn.Module], label: str
+    ) -> Path | None:
+        """Where the store of ``source`` goes under ``cache_dir`` (``None``: the default cache)."""
+        if self.cache_dir is None:
+            return None
+        from .._device import resolve_precision
+        from .ray_backend import worker_device
+        from .store import store_key
+
+        ids = {n: dict(getattr(e, "identity", {})) for n, e in encoders.items()}
+        device = worker_device(self.device) if self.backend == "ray" else self.device
+        precision = resolve_precision(device, self.precision)
+        key = store_key(ids, source.fingerprint, _STORE_SHARD_SIZE, precision, self.reduced_decode)
+        return Path(self.cache_dir) / f"{label}-{key}"
+
+    def extract(
+        self,
+        data: Any,
+        encoders: Mapping[str, nn.Module],
+        *,
+        label: str = "features",
+        on_stats: Callable[[Any, Any], object] | None = None,
+        stats_keys: tuple[str, str] = ("source", "target"),
+        validation_fraction: float = 0.1,
+        stats_device: torch.device | None = None,
+    ) -> FeatureStore:
+        """Extract (or reuse, or resume) the store of ``encoders`` on ``data``.
+
+        Args:
+            data: images (anything :func:`~t2c_captum.data.open_source` takes).
+            encoders (dict): name → backbone or space.
+            label (str, optional): the store folder's prefix under ``cache_dir``. Default: ``"features"``
+            on_stats (callable, optional): ``on_stats(train, held)`` with the closed-form fit
+                statistics (:class:`~t2c_captum.aligners.linear.SufficientStats`) of
+                ``stats_keys``, for every shard as it finishes and for shards an earlier run had
+                finished (Ray: once, merged). Default: ``None``
+            validation_fraction (float, optional): held-out share of those statistics.
+            stats_device (torch.device, optional): where each shard's statistics are multiplied
+                out (local backend). Default: the CPU
+
+        Returns:
+            FeatureStore: the finished store.
+        """
+        from ..data import open_source
+
+        source = open_source(data)
+        store = self.store_path(source, encoders, label)
+        common: dict[str, Any] = dict(
+            batch_size=self.batch_size, device=self.device, precision=self.precision, strict=self.strict,
+            progress=self.progress, channels_last=self.channels_last, compile=self.compile,
+            reduced_decode=self.reduced_decode,
+        )
+        if self.backend == "ray":
+            from .ray_backend import extract_features_ray
+
+            fs, stats = extract_features_ray(
+                source, encoders, store=store, num_workers=self.ray_workers, address=self.ray_address,
+                stats_keys=stats_keys if on_stats is not None else None,
+                validation_fraction=validation_fraction, **common,
+            )
+            if on_stats is not None and stats is not None:
+                on_stats(*stats)
+            return fs
+        return _extract_local(source, encoders, store, common | {"num_workers": self.num_workers},
+                              on_stats, stats_keys, validation_fraction, stats_device)
+
+
+def _extract_local(
+    source: Any,
+    encoders: Mapping[str, nn.Module],
+    store: Path | None,
+    options: dict[str, Any],
+    on_stats: Callable[[Any, Any], object] | None,
+    keys: tuple[str, str],
+    fraction: float,
+    where: torch.device | None,
+) -> FeatureStore:
+    """In-process extraction; with ``on_stats``, every shard's statistics as it is written, then
+    those of shards an earlier run had finished (read back from the store)."""
+    from .extract import extract_features
+    from .ray_backend import enumerate_shards, shard_stats
+
+    if on_stats is None:
+        return extract_features(source, encoders, store=store, **options)
+    seen: set[int] = set()
+
+    def add(shard: int, tensors: dict[str, torch.Tensor]) -> None:
+        seen.add(shard)
+        on_stats(*shard_stats(tensors, keys, fraction, where))
+
+    fs = extract_features(source, encoders, store=store, on_shard=add, **options)
+    for shard, tensors in enumerate_shards(fs, list(keys)):
+        if shard not in seen:
+            on_stats(*shard_stats(tensors, keys, fraction, where))
+    return fs
+

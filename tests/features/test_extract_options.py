@@ -1,0 +1,140 @@
+"""One set of extraction settings for every command that extracts features."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from t2c_captum import DataError
+from t2c_captum.cli import app
+from t2c_captum.features import ExtractOptions, FeatureStore
+from t2c_captum.plugins import temporary_plugin
+from t2c_captum.testing import FakePairPlugin
+
+runner = CliRunner()
+
+EXTRACTION_FLAGS = {
+    "--batch-size", "--workers", "--device", "--precision", "--channels-last", "--compile",
+    "--reduced-decode", "--strict", "--cache-dir", "--backend", "--ray-address", "--ray-workers",
+}
+EXTRACTING_COMMANDS = [
+    ("fit",), ("eval",), ("concepts",), ("shift",), ("retrieve",), ("cbm", "fit"), ("cbm", "eval"),
+    ("report",),
+]
+
+
+@pytest.fixture
+def aligner(labelled_images, tmp_path):
+    """A saved aligner of the fake pair (the plugin stays registered for the test)."""
+    with temporary_plugin(FakePairPlugin("fake-opt-bb", "fake-opt-space"), "fakes-options"):
+        out = tmp_path / "al"
+        fitted = runner.invoke(app, ["fit", "fake-opt-bb", "fake-opt-space", "--data", str(labelled_images),
+                                     "--out", str(out), "--json"])
+        assert fitted.exit_code == 0, fitted.output
+        yield str(out)
+
+
+def _command(path: tuple[str, ...]):
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]  # a group's subcommands
+    return command
+
+
+@pytest.mark.parametrize("path", EXTRACTING_COMMANDS, ids=" ".join)
+def test_every_extracting_command_takes_the_same_extraction_flags(path):
+    command = _command(path)
+    flags = {opt for p in command.params for opt in p.opts}
+    assert flags >= EXTRACTION_FLAGS, sorted(EXTRACTION_FLAGS - flags)
+    assert "extraction" not in {p.name for p in command.params}
+    shown = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "Feature extraction" in shown.output, shown.output
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"backend": "spark"}, r"backend must be 'local' or 'ray' \(t2c: --backend\)"),
+        ({"precision": "half"}, r"precision must be one of .* \(t2c: --precision\)"),
+        ({"ray_workers": 0}, r"ray_workers .* at least 1 \(t2c: --ray-workers\)"),
+        ({"ray_workers": True}, "ray_workers"),
+        ({"ray_address": "10.0.0.1:6379"}, r"backend is local: add backend='ray' \(t2c: --backend ray\)"),
+        ({"batch_size": 0}, r"batch_size must be at least 1, got 0 \(t2c: --batch-size\)"),
+        ({"num_workers": -1}, r"num_workers must be at least 0, got -1 \(t2c: --workers\)"),
+        ({"reduced_decode": 0.5}, "reduced_decode must be a number of at least 1"),
+        ({"reduced_decode": float("nan")}, "reduced_decode"),
+    ],
+)
+def test_settings_an_extraction_cannot_use_are_refused_when_made(settings, match):
+    with pytest.raises(DataError, match=match):
+        ExtractOptions(**settings)
+    good = ExtractOptions(batch_size=8, backend="ray", ray_address="10.0.0.1:6379", ray_workers=3)
+    with pytest.raises(DataError, match="batch_size"):
+        good.with_(batch_size=0)
+    assert good.with_(batch_size=16).as_dict()["batch_size"] == 16
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch-size", "0"], "batch_size must be at least 1, got 0 (t2c: --batch-size)"),
+        (["--ray-address", "10.0.0.1:6379"], "add backend='ray' (t2c: --backend ray)"),
+        (["--reduced-decode", "0.5"], "reduced_decode must be a number of at least 1"),
+        (["--backend", "spark"], "'spark' is not one of 'local', 'ray'"),
+        (["--precision", "half"], "'half' is not one of"),
+    ],
+)
+def test_a_bad_flag_stops_every_command_before_anything_loads(tmp_path, args, message):
+    missing = str(tmp_path / "no-such-aligner")  # never reached: the flags are checked first
+    for path, rest in ((("concepts",), [missing, "-d", "world:test"]),
+                       (("shift",), [missing, "-a", "world:test", "-b", "world:val"]),
+                       (("cbm", "eval"), [missing, "-d", "world:test"])):
+        result = runner.invoke(app, [*path, *rest, *args])
+        assert result.exit_code == 2, result.output
+        assert message in " ".join(result.output.split()), result.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_flags_reach_the_extraction_and_a_second_command_reuses_the_store(aligner, labelled_images, tmp_path):
+    cache = tmp_path / "stores"
+    data = ["--data", str(labelled_images)]
+    flags = ["--cache-dir", str(cache), "--precision", "fp32", "--batch-size", "5", "--no-channels-last"]
+    shown = runner.invoke(app, ["concepts", aligner, *data, "-c", "red,blue,green", "--json", *flags])
+    assert shown.exit_code == 0, shown.output
+    (store_dir,) = cache.iterdir()
+    assert store_dir.name.startswith("features-")
+    store = FeatureStore(store_dir)
+    assert store.manifest["precision"] == "fp32" and store.manifest["dataset"]["n"] == 24
+    assert set(store.manifest["encoders"]) == {"source"}
+    mtime = store_dir.joinpath("manifest.json").stat().st_mtime_ns
+    found = runner.invoke(app, ["retrieve", aligner, '"red"', *data, "-k", "3", "--json", *flags])
+    assert found.exit_code == 0, found.output
+    assert list(cache.iterdir()) == [store_dir]  # the same images, encoder and settings: reused
+    assert store_dir.joinpath("manifest.json").stat().st_mtime_ns == mtime
+    evaluated = runner.invoke(app, ["eval", aligner, *data, "--json", *flags])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert len([p for p in cache.iterdir() if p.name.startswith("eval-")]) == 1
+    assert json.loads(evaluated.output)["n"] == 24
+
+
+def test_reduced_decode_and_strict_reach_the_shift_command(aligner, tmp_path):
+    from t2c_captum.testing import make_world_jpegs
+
+    for name, split in (("a", "val"), ("b", "test")):
+        make_world_jpegs(tmp_path / name, n=12, size=1024, split=split)
+    (tmp_path / "b" / "broken.jpg").write_bytes(b"not a jpeg")
+    cache = tmp_path / "stores"
+    args = ["shift", aligner, "-a", str(tmp_path / "a"), "-b", str(tmp_path / "b"), "-c", "red,blue",
+            "--min-samples", "2", "--json", "--cache-dir", str(cache), "--reduced-decode", "2"]
+    with pytest.warns(UserWarning, match="has no effect"):  # the fake backbone has no Resize
+        strict = runner.invoke(app, [*args, "--strict"])
+        assert strict.exit_code == 2 and "broken.jpg" in strict.output, strict.output
+        result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    manifests = [FeatureStore(p).manifest for p in cache.iterdir()]
+    assert {m["reduced_decode"] for m in manifests} == {2.0}
+    assert sorted(m["dataset"]["n"] for m in manifests) == [12, 13]
+    assert json.loads(result.output)["info"]["name_b"] == str(tmp_path / "b")
