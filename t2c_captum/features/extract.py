@@ -19,7 +19,10 @@ from ..data import ImageSource, iter_batches, open_source, split_preprocess, war
 from ..data.loader import check_reduced_decode
 from .store import FeatureStore, store_key
 
-__all__ = ["default_cache_dir", "extract_features"]
+__all__ = ["SHARD_SIZE", "default_cache_dir", "extract_features"]
+
+#: images per store shard (the unit of resuming, writing and Ray work); part of a store's key
+SHARD_SIZE = 4096
 
 
 def default_cache_dir() -> Path:
@@ -51,7 +54,7 @@ def extract_features(
     *,
     store: str | os.PathLike[str] | None = None,
     batch_size: int = 64,
-    shard_size: int = 4096,
+    shard_size: int = SHARD_SIZE,
     num_workers: int | None = None,
     device: str | torch.device | None = None,
     precision: str = "auto",

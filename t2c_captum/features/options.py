@@ -19,13 +19,14 @@ from torch import nn
 
 from .._device import PRECISIONS
 from .._exceptions import DataError
+from ..data.loader import check_reduced_decode
+from .extract import SHARD_SIZE, check_sizes, extract_features
 from .store import FeatureStore
 
 __all__ = ["BACKENDS", "ExtractOptions"]
 
 #: extraction backends: in-process, or Ray Data workers (``pip install 't2c_captum[ray]'``)
 BACKENDS = ("local", "ray")
-_STORE_SHARD_SIZE = 4096  # the store's shard size, as extract_features and the Ray backend default it
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,7 @@ class ExtractOptions:
         if self.backend == "local" and self.ray_address is not None:
             raise DataError("ray_address is set but the backend is local: add backend='ray' "
                             "(t2c: --backend ray)")
-        from ..data.loader import check_reduced_decode
-        from .extract import check_sizes
-
-        check_sizes(batch_size=self.batch_size, shard_size=_STORE_SHARD_SIZE, num_workers=self.num_workers)
+        check_sizes(batch_size=self.batch_size, shard_size=SHARD_SIZE, num_workers=self.num_workers)
         check_reduced_decode(self.reduced_decode, {})  # the number; the encoders are checked later
 
     def with_(self, **changes: Any) -> ExtractOptions:
@@ -113,7 +111,7 @@ class ExtractOptions:
         ids = {n: dict(getattr(e, "identity", {})) for n, e in encoders.items()}
         device = worker_device(self.device) if self.backend == "ray" else self.device
         precision = resolve_precision(device, self.precision)
-        key = store_key(ids, source.fingerprint, _STORE_SHARD_SIZE, precision, self.reduced_decode)
+        key = store_key(ids, source.fingerprint, SHARD_SIZE, precision, self.reduced_decode)
         return Path(self.cache_dir) / f"{label}-{key}"
 
     def extract(
@@ -180,7 +178,6 @@ def _extract_local(
 ) -> FeatureStore:
     """In-process extraction; with ``on_stats``, every shard's statistics as it is written, then
     those of shards an earlier run had finished (read back from the store)."""
-    from .extract import extract_features
     from .ray_backend import enumerate_shards, shard_stats
 
     if on_stats is None:

@@ -31,7 +31,7 @@ from torch import nn
 from .._device import resolve_device, resolve_precision
 from .._exceptions import DataError, T2CError
 from ..data import ImageSource, open_source, warn_skipped
-from .extract import _check_corrupt, _run, check_sizes, open_store, prepare_models
+from .extract import SHARD_SIZE, _check_corrupt, _run, check_sizes, open_store, prepare_models
 from .store import FeatureStore
 
 __all__ = ["RayClusterError", "connect", "extract_features_ray", "require_ray"]
@@ -212,7 +212,7 @@ def extract_features_ray(
     *,
     store: str | os.PathLike[str] | None = None,
     batch_size: int = 64,
-    shard_size: int = 4096,
+    shard_size: int = SHARD_SIZE,
     num_workers: int = 2,
     cpus_per_worker: float = 1,
     gpus_per_worker: float = 0,

@@ -166,12 +166,13 @@ def build_report(
     _check_out(target, overwrite)
     options = ReportOptions(compare_data=compare_data, cbm=cbm, queries=list(queries), decoder=decoder,
                             n_samples=n_samples,
-                            n_maps=n_maps, map_method=map_method, top_k=top_k, batch_size=batch_size,
-                            device=device, progress=progress, extraction=extraction)
+                            n_maps=n_maps, map_method=map_method, top_k=top_k,
+                            extraction=extraction or ExtractOptions(batch_size=batch_size, device=device,
+                                                                    progress=progress))
     pair = load_aligned(os.fspath(aligner), backbone, checkpoint)
     bank = make_bank(pair.space, vocabulary, concepts)
     source = open_source(data)
-    store = options.extract(data, {"source": pair.backbone, "target": pair.space})
+    store = options.extraction.extract(data, {"source": pair.backbone, "target": pair.space})
     evaluation = evaluate_store(pair.aligner, store, pair.backbone, pair.space, split=str(data))
     loaded = store.load(["source"])
     order = torch.argsort(loaded["indices"])

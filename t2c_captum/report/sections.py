@@ -34,23 +34,8 @@ class ReportOptions:
     n_maps: int = 4
     map_method: str = "integrated_gradients"
     top_k: int = 5
-    batch_size: int = 64
-    device: str = "auto"
-    progress: bool = False
-    #: every extraction setting (then ``batch_size``, ``device`` and ``progress`` are read from it);
-    #: ``None``: the defaults, with those three
-    extraction: ExtractOptions | None = None
-
-    def __post_init__(self) -> None:
-        if self.extraction is not None:
-            self.batch_size, self.progress = self.extraction.batch_size, self.extraction.progress
-            self.device = self.extraction.device or "auto"
-
-    def extract(self, data: Any, encoders: dict[str, Any]) -> Any:
-        """The feature store of ``encoders`` on ``data``, extracted with these settings."""
-        options = self.extraction or ExtractOptions(batch_size=self.batch_size, device=self.device,
-                                                    progress=self.progress)
-        return options.extract(data, encoders)
+    #: how the report's images and ``compare_data`` are extracted
+    extraction: ExtractOptions = field(default_factory=lambda: ExtractOptions(progress=False))
 
 
 @dataclass
@@ -359,7 +344,7 @@ def shift_section(ctx: ReportContext) -> Section:
 
     from ..shift import diagnose_shift
 
-    store_b = ctx.options.extract(other, {"source": ctx.aligned.backbone})
+    store_b = ctx.options.extraction.extract(other, {"source": ctx.aligned.backbone})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         report = diagnose_shift(ctx.store, store_b, ctx.bank, ctx.aligned.aligner, ctx.aligned.backbone,
