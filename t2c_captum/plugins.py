@@ -121,11 +121,31 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         _register(pm, module, ep.name)
 
 
+class _PluginManager(pluggy.PluginManager):
+    """pluggy's manager, except that registering or unregistering a plugin (by any route: this
+    module's helpers, or ``get_plugin_manager().register(...)`` directly) makes the next registry
+    lookup read every plugin's hooks again."""
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        registered = super().register(plugin, name)
+        _invalidate()
+        return registered
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        removed = super().unregister(plugin, name)
+        _invalidate()
+        return removed
+
+
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager, with built-ins and entry-point plugins loaded."""
+    """The process-wide plugin manager, with built-ins and entry-point plugins loaded.
+
+    Plugins registered on it at any time (``get_plugin_manager().register(MyPlugin())``) take effect
+    at the next lookup; :func:`register_plugin` does the same and also checks the new hooks at once.
+    """
     global _manager
     if _manager is None:
-        pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        pm = _PluginManager(hookspecs.PROJECT_NAME)
         pm.add_hookspecs(hookspecs)
         for module_name in DEFAULT_PLUGINS:
             _register(pm, importlib.import_module(module_name), module_name)
@@ -159,10 +179,12 @@ def _fill(pm: pluggy.PluginManager, hook_name: str, registry: Registry[Any]) -> 
 
 
 def get_registries() -> Registries:
-    """All registries, filled by calling every plugin's registration hooks (cached)."""
+    """All registries, filled by calling every plugin's registration hooks (cached until a plugin
+    is registered or unregistered)."""
     global _registries
     if _registries is None:
         pm = get_plugin_manager()
+        _check_pending(pm)  # a plugin registered on the manager directly is checked here
         regs = Registries()
         for hook_name, attr in HOOK_REGISTRIES.items():
             _fill(pm, hook_name, getattr(regs, attr))

@@ -134,3 +134,44 @@ def test_registry_errors():
     with pytest.raises(UnknownNameError, match="Did you mean 'alpha'"):
         reg.get("alpah")
     assert reg.names("al*") == ["alpha"] and len(reg) == 1
+
+
+def test_a_plugin_registered_on_the_manager_after_a_lookup_is_seen_by_the_next_one():
+    from t2c_captum import load_backbone
+    from t2c_captum.plugins import get_plugin_manager
+
+    class Late:
+        @hookimpl
+        def register_backbones(self, register):
+            register("late-net", lambda **kw: FakeBackbone(name="late-net"))
+
+    assert "timm" in get_registries().backbones  # the registries have been read
+    pm = get_plugin_manager()
+    plugin = Late()
+    pm.register(plugin, name="late")  # straight on pluggy's manager, as a user might
+    try:
+        assert load_backbone("late-net").name == "late-net"
+        assert get_registries().backbones.entry("late-net").plugin == "late"
+    finally:
+        pm.unregister(plugin)
+    with pytest.raises(UnknownNameError):
+        load_backbone("late-net")
+
+
+def test_a_misspelled_hook_registered_on_the_manager_fails_the_next_lookup_by_name():
+    from t2c_captum.plugins import get_plugin_manager
+
+    class Misspelled:
+        @hookimpl
+        def register_backbone(self, register):  # no such hook
+            pass
+
+    pm = get_plugin_manager()
+    plugin = Misspelled()
+    pm.register(plugin, name="typo-plugin")
+    try:
+        with pytest.raises(PluginError, match="typo-plugin.*register_backbone"):
+            get_registries()
+    finally:
+        pm.unregister(plugin)
+    assert "timm" in get_registries().backbones

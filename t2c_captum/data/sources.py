@@ -91,6 +91,7 @@ class ImageSource(Dataset):
         self.class_names = list(class_names) if class_names is not None else None
         self.name = name
         self._fingerprint = fingerprint
+        self._dataset_hash: bytes | None = None
         #: prompt templates suited to these labels (e.g. a concept-world factor), if known
         self.templates = list(templates) if templates else None
         #: what the labels mean (e.g. ``"shape"``), if known
@@ -122,41 +123,75 @@ class ImageSource(Dataset):
 
     @property
     def fingerprint(self) -> str:
-        """A hash of what the source holds (paths, sizes, modification times, labels)."""
-        if self._fingerprint is None:
-            digest = hashlib.sha256(f"{self.name}|{len(self)}".encode())
-            if isinstance(self.items, Dataset):
-                digest.update(_dataset_sample_hash(self).encode())
-            else:
-                for item in self.items:
-                    digest.update(_item_key(item).encode())
-            if self.labels is not None:
-                digest.update(repr(self.labels).encode())
-            self._fingerprint = digest.hexdigest()[:16]
-        return self._fingerprint
+        """A hash of what the source holds: files by path, size and modification time; images in
+        memory (arrays, tensors, PIL images) by every item's bytes; a torch ``Dataset`` by every
+        item it returns; and the labels.
+
+        Files and in-memory items are hashed again at every call (so an array changed in place
+        gets a new fingerprint); a ``Dataset`` is read once per source, since reading it may decode
+        every image: build a new source (or give ``fingerprint=``) after changing its contents.
+        """
+        if self._fingerprint is not None:
+            return self._fingerprint
+        # (sha256 over the same text as before for files: their stores keep their keys)
+        digest = hashlib.sha256(f"{self.name}|{len(self)}".encode())
+        if isinstance(self.items, Dataset):
+            if self._dataset_hash is None:
+                self._dataset_hash = _dataset_hash(self.items, len(self))
+            digest.update(self._dataset_hash)
+        else:
+            for item in self.items:
+                _feed(digest, item)
+        if self.labels is not None:
+            digest.update(repr(self.labels).encode())
+        return digest.hexdigest()[:16]
 
 
-def _item_key(item: Any) -> str:
+def _feed(digest: Any, item: Any) -> None:
+    """Add what determines ``item``'s pixels to ``digest``: a file's path, size and modification
+    time; the bytes of an array, tensor or PIL image; each part of a tuple (image, label, ...)."""
     if isinstance(item, (str, os.PathLike)):
         try:
             stat = os.stat(item)
-            return f"{os.fspath(item)}|{stat.st_size}|{stat.st_mtime_ns};"
+            digest.update(f"{os.fspath(item)}|{stat.st_size}|{stat.st_mtime_ns};".encode())
         except OSError:
-            return f"{os.fspath(item)}|missing;"
-    return f"{type(item).__name__}:{id(item)};"
+            digest.update(f"{os.fspath(item)}|missing;".encode())
+    elif isinstance(item, np.ndarray):
+        digest.update(f"array|{item.dtype.str}|{item.shape};".encode())
+        digest.update(np.ascontiguousarray(item).view(np.uint8).data)
+    elif isinstance(item, torch.Tensor):
+        flat = item.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"tensor|{item.dtype}|{tuple(item.shape)};".encode())
+        digest.update(flat.view(torch.uint8).numpy().data)
+    elif isinstance(item, Image.Image):
+        digest.update(f"pil|{item.mode}|{item.size};".encode())
+        digest.update(item.tobytes())
+    elif isinstance(item, (tuple, list)):
+        digest.update(f"seq|{len(item)};".encode())
+        for part in item:
+            _feed(digest, part)
+    elif isinstance(item, dict):
+        digest.update(f"dict|{sorted(map(str, item))};".encode())
+        for key in sorted(item, key=str):
+            _feed(digest, item[key])
+    elif isinstance(item, (int, float, bool, type(None), TarMember, ParquetImage)):
+        digest.update(f"{type(item).__name__}|{item!r};".encode())
+    else:  # anything else an image can be made of: its decoded pixels
+        _feed(digest, _to_pil(item))
 
 
-def _dataset_sample_hash(source: ImageSource) -> str:
-    """Hash a few decoded items of an arbitrary dataset (cheap, catches different contents)."""
+def _dataset_hash(dataset: Dataset, n: int) -> bytes:
+    """A hash of every item of ``dataset`` (an unreadable item is hashed as such: the extraction
+    reports it)."""
     digest = hashlib.sha256()
-    n = len(source)
-    for i in sorted({0, n // 2, n - 1}):
+    for i in range(n):
         try:
-            img, label = source.load(i)
-            digest.update(img.tobytes() + str(label).encode())
-        except Exception:
-            digest.update(b"unreadable")
-    return digest.hexdigest()
+            item = dataset[i]
+        except Exception as exc:
+            digest.update(f"unreadable {i}: {type(exc).__name__};".encode())
+            continue
+        _feed(digest, item)
+    return digest.digest()
 
 
 def from_folder(path: str | os.PathLike[str], recursive: bool = True) -> ImageSource:
@@ -244,13 +279,22 @@ def _resolve(base: Path, value: str) -> str:
 
 
 def from_dataset(
-    dataset: Dataset, class_names: Sequence[str] | None = None, name: str | None = None
+    dataset: Dataset,
+    class_names: Sequence[str] | None = None,
+    name: str | None = None,
+    fingerprint: str | None = None,
 ) -> ImageSource:
-    """Any torch Dataset whose items are images or ``(image, label)`` pairs."""
+    """Any torch Dataset whose items are images or ``(image, label)`` pairs.
+
+    Its feature stores are keyed by a hash of every item it returns (read once per source), unless
+    a key is named: ``fingerprint=`` or a ``fingerprint`` attribute (or method) of the dataset. Name
+    one for a dataset that decodes files on every read, and change it when the contents change.
+    """
     if isinstance(dataset, ImageSource):
         return dataset
     names = class_names or getattr(dataset, "class_names", None) or getattr(dataset, "classes", None)
-    fingerprint = getattr(dataset, "fingerprint", None)
+    if fingerprint is None:
+        fingerprint = getattr(dataset, "fingerprint", None)
     if callable(fingerprint):
         fingerprint = fingerprint()
     return ImageSource(
