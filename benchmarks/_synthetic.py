@@ -1,14 +1,45 @@
-"""Synthetic feature stores for the scale benchmarks (no models, no images, no downloads)."""
+"""Synthetic feature stores for the scale benchmarks (no models, no images, no downloads), and the
+benchmarks' timing helper."""
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from t2c_captum.features import FeatureStore
+
+
+def cpu_description() -> str:
+    """The CPU's model, the extensions that decide float32 and bf16 speed, and the kernels torch
+    picked (figures are named with this line: float32 results and speeds differ across CPUs)."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "unknown CPU":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+    present = " ".join(f for f in wanted if f in flags) or "none of " + "/".join(wanted)
+    return f"CPU {model} [{present}], torch kernels {torch.backends.cpu.get_cpu_capability()}"
+
+
+def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
+    """The best wall time of ``repeat`` calls of ``fn``, and the last call's result."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
 
 
 def write_store(

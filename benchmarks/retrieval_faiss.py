@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _synthetic import timed as _timed  # noqa: E402
 from _synthetic import write_clustered_store  # noqa: E402
 
 from t2c_captum.concepts import ConceptBank  # noqa: E402
@@ -36,15 +37,6 @@ from t2c_captum.faiss_index import FaissIndex  # noqa: E402
 from t2c_captum.retrieval import Retriever  # noqa: E402
 
 QUERIES = ['"c0"', '"c1">z2 & ~"c2"', '"c3" | "c4">q0.999', '"c5">0.3 & "c6"']
-
-
-def _timed(fn, repeat: int = 1):
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def main() -> None:

@@ -2,12 +2,16 @@
 
 Batches update sums (``Σx``, ``Σy``, ``ΣxxT``, ``ΣxyT``, ``Σy²``) separately for the fitting rows and the
 held-out rows, so memory depends on the dimensions, never on the number of images. Sums are kept in
-float64 around a shift (the first batch's mean), and each batch's products are computed in float32 on
-centred data, which is twice as fast as float64 and loses nothing measurable.
+float64 around a shift (near the first batch's mean); on the CPU each batch's products are computed
+in float32 on centred data (``ΣxxT`` by ``syrk``, half a matrix product), which is twice as fast as
+float64 and loses nothing measurable.
 
 The ridge strength is chosen on the held-out rows *from their statistics alone*: for a candidate
 strength the held-out squared error is ``Syy - 2 tr(AᵀSxy) + tr(AᵀSxxA)``, so no second pass over the
-data is needed. Candidates are searched coarse-to-fine on a log scale (a Cholesky solve each).
+data is needed. One symmetric eigendecomposition of the standardised ``Sxx`` serves every candidate
+(each then costs O(d²)); candidates are searched coarse-to-fine on a log scale. Rank-deficient
+features (collinear or constant columns) fit for any strength, ``alpha=0`` included: directions
+without variance get the minimum-norm solution.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from .._exceptions import DataError
@@ -28,6 +33,11 @@ COARSE_ALPHAS = tuple(10.0**e for e in range(-6, 3))
 class SufficientStats:
     """Running sums of ``x``, ``y``, ``x xᵀ``, ``x yᵀ`` and per-dimension ``y²``, around a shift.
 
+    Batches are centred on the shift and multiplied in chunks of :data:`CHUNK_ROWS` rows, in float32
+    on the CPU (float64 on a GPU); their products are summed in that precision for up to
+    :data:`FLUSH_ROWS` rows (as one float32 matrix product of that many rows would sum them) and then
+    added to the float64 totals, which is also done whenever a total is read.
+
     Args:
         d (int): feature size. D (int): target size.
         device (torch.device, optional): where the sums live. Default: CPU
@@ -38,31 +48,47 @@ class SufficientStats:
         self.n = 0
         self.shift_x = torch.zeros(d, **kw)
         self.shift_y = torch.zeros(D, **kw)
-        self.sx = torch.zeros(d, **kw)
-        self.sy = torch.zeros(D, **kw)
-        self.sxx = torch.zeros(d, d, **kw)
-        self.sxy = torch.zeros(d, D, **kw)
-        self.syy = torch.zeros(D, **kw)
+        self._sx = torch.zeros(d, **kw)
+        self._sy = torch.zeros(D, **kw)
+        self._sxx = torch.zeros(d, d, **kw)
+        self._sxy = torch.zeros(d, D, **kw)
+        self._syy = torch.zeros(D, **kw)
+        self._pending: _Products | None = None
 
-    def update(self, X: torch.Tensor, Y: torch.Tensor) -> None:
-        """Add a batch (rows of ``X [n, d]`` and ``Y [n, D]``)."""
-        if not X.shape[0]:
-            return
-        X, Y = X.to(self.sx.device), Y.to(self.sx.device)
-        if self.n == 0:
-            self.shift_x = X.double().mean(0)
-            self.shift_y = Y.double().mean(0)
-        # float32 products on the CPU (twice as fast, accurate after the shift); float64 on a GPU,
-        # where it costs little and global TF32 matmul settings cannot reach the statistics
-        dtype = torch.float64 if X.device.type == "cuda" else torch.float32
-        xc = X.to(dtype) - self.shift_x.to(dtype)
-        yc = Y.to(dtype) - self.shift_y.to(dtype)
-        self.n += X.shape[0]
-        self.sx += xc.sum(0, dtype=torch.float64)
-        self.sy += yc.sum(0, dtype=torch.float64)
-        self.sxx += (xc.T @ xc).double()
-        self.sxy += (xc.T @ yc).double()
-        self.syy += (yc.double() ** 2).sum(0)
+    def _totals(self) -> SufficientStats:
+        if self._pending is not None and self._pending.n:
+            self._pending.flush_into(self)
+        self._pending = None  # its buffers go too: the totals are being used
+        return self
+
+    # the float64 totals (reading one adds the pending products first)
+    sx = property(lambda self: self._totals()._sx, lambda self, v: _set(self, "_sx", v))
+    sy = property(lambda self: self._totals()._sy, lambda self, v: _set(self, "_sy", v))
+    sxx = property(lambda self: self._totals()._sxx, lambda self, v: _set(self, "_sxx", v))
+    sxy = property(lambda self: self._totals()._sxy, lambda self, v: _set(self, "_sxy", v))
+    syy = property(lambda self: self._totals()._syy, lambda self, v: _set(self, "_syy", v))
+
+    def update(self, X: torch.Tensor, Y: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        """Add a batch: the rows of ``X [n, d]`` and ``Y [n, D]`` (only those where the boolean
+        ``rows`` is true, when given)."""
+        device = self._sx.device
+        X, Y = X.to(device), Y.to(device)
+        if self.n == 0 and X.shape[0]:
+            # any shift is exact (the sums track it); one near the mean keeps float32 products accurate
+            self.shift_x = X[:CHUNK_ROWS].mean(0).double()
+            self.shift_y = Y[:CHUNK_ROWS].mean(0).double()
+        if self._pending is None:
+            # float32 products on the CPU (twice as fast, accurate after the shift); float64 on a
+            # GPU, where it costs little and global TF32 matmul settings cannot reach the statistics
+            dtype = torch.float64 if device.type == "cuda" else torch.float32
+            self._pending = _Products(X.shape[1], Y.shape[1], dtype, device)
+        pending = self._pending
+        shift_x, shift_y = self.shift_x.to(pending.dtype), self.shift_y.to(pending.dtype)
+        for start in range(0, X.shape[0], CHUNK_ROWS):
+            chunk = slice(start, start + CHUNK_ROWS)
+            self.n += pending.add(X[chunk], Y[chunk], shift_x, shift_y, None if rows is None else rows[chunk])
+            if pending.n >= FLUSH_ROWS:
+                pending.flush_into(self)
 
     @property
     def mean_x(self) -> torch.Tensor:
@@ -76,8 +102,10 @@ class SufficientStats:
         """Second moments around the given means (in original units): ``Sxx``, ``Sxy`` and total ``Syy``."""
         n = self.n
         dx, dy = mx - self.shift_x, my - self.shift_y
-        sxx = self.sxx - torch.outer(self.sx, dx) - torch.outer(dx, self.sx) + n * torch.outer(dx, dx)
-        sxy = self.sxy - torch.outer(self.sx, dy) - torch.outer(dx, self.sy) + n * torch.outer(dx, dy)
+        # Sxx - sx dxᵀ - dx sxᵀ + n dx dxᵀ and Sxy - sx dyᵀ - dx syᵀ + n dx dyᵀ, as rank-1 updates
+        half = self.sx - n / 2 * dx
+        sxx = torch.addr(torch.addr(self.sxx, half, dx, alpha=-1), dx, half, alpha=-1)
+        sxy = torch.addr(torch.addr(self.sxy, self.sx - n * dx, dy, alpha=-1), dx, self.sy, alpha=-1)
         syy = self.syy.sum() - 2 * (self.sy @ dy) + n * (dy @ dy)
         return sxx, sxy, syy
 
@@ -87,15 +115,109 @@ class SufficientStats:
             return self
         if self.n == 0:
             self.shift_x, self.shift_y = other.shift_x.clone(), other.shift_y.clone()
+        self._totals()
         dx, dy = other.shift_x - self.shift_x, other.shift_y - self.shift_y
         n, outer = other.n, torch.outer
-        self.sxx += other.sxx + outer(other.sx, dx) + outer(dx, other.sx) + n * outer(dx, dx)
-        self.sxy += other.sxy + outer(other.sx, dy) + outer(dx, other.sy) + n * outer(dx, dy)
-        self.syy += other.syy + 2 * dy * other.sy + n * dy * dy
-        self.sx += other.sx + n * dx
-        self.sy += other.sy + n * dy
+        self._sxx += other.sxx + outer(other.sx, dx) + outer(dx, other.sx) + n * outer(dx, dx)
+        self._sxy += other.sxy + outer(other.sx, dy) + outer(dx, other.sy) + n * outer(dx, dy)
+        self._syy += other.syy + 2 * dy * other.sy + n * dy * dy
+        self._sx += other.sx + n * dx
+        self._sy += other.sy + n * dy
         self.n += n
         return self
+
+
+def _set(stats: SufficientStats, name: str, value: torch.Tensor) -> None:
+    stats._totals()
+    setattr(stats, name, value)
+
+
+#: rows per product in :meth:`SufficientStats.update`: centred copies stay small whatever the batch
+CHUNK_ROWS = 16384
+#: rows whose products are summed in float32 before they are added to the float64 totals
+FLUSH_ROWS = 65536
+
+
+class _Products:
+    """Sums of centred chunks in the chunks' precision, and the buffers the chunks are centred in
+    (kept from chunk to chunk: a fresh allocation per chunk costs page faults worth a tenth of the
+    products).
+
+    ``Σ x xᵀ`` of float32 CPU chunks goes through BLAS's ``syrk``, which computes one triangle: half
+    the products of a general matrix multiply (2x faster at d = 2048); it is mirrored when added to
+    the totals."""
+
+    def __init__(self, d: int, D: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.dtype, self.device = dtype, device
+        syrk = device.type == "cpu" and dtype == torch.float32 and d >= 2
+        # syrk's accumulator: a Fortran-ordered float32 array whose lower triangle it fills
+        self.lower = np.zeros((d, d), np.float32, order="F") if syrk else None
+        self._buffers: list[torch.Tensor | None] = [None, None]
+        self._zero(d, D)
+
+    def _zero(self, d: int, D: int) -> None:
+        kw: dict[str, Any] = {"dtype": self.dtype, "device": self.device}
+        self.n = 0
+        self.x, self.y, self.yy = torch.zeros(d, **kw), torch.zeros(D, **kw), torch.zeros(D, **kw)
+        self.xy = torch.zeros(d, D, **kw)
+        if self.lower is not None:
+            self.lower.fill(0)
+            self.xx = None
+        else:
+            self.xx = torch.zeros(d, d, **kw)
+
+    def add(
+        self, x: torch.Tensor, y: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor,
+        keep: torch.Tensor | None,
+    ) -> int:
+        """Add a chunk's rows (those where ``keep`` is true), centred on the shifts; returns how many."""
+        index = None if keep is None else keep.to(x.device).nonzero().squeeze(1)
+        xc, yc = self._centred(x, shift_x, index, 0), self._centred(y, shift_y, index, 1)
+        rows = xc.shape[0]
+        if rows:
+            self.n += rows
+            self.x += xc.sum(0)
+            self.y += yc.sum(0)
+            self.yy += (yc * yc).sum(0)
+            self.xy.addmm_(xc.T, yc)
+            if self.lower is not None:
+                from scipy.linalg.blas import ssyrk
+
+                # xc's transpose, read as a Fortran array, is xc itself: no copy
+                self.lower = ssyrk(1.0, xc.numpy().T, beta=1.0, c=self.lower, trans=0, lower=1, overwrite_c=1)
+            else:
+                assert self.xx is not None
+                self.xx.addmm_(xc.T, xc)
+        return rows
+
+    def _centred(
+        self, t: torch.Tensor, shift: torch.Tensor, index: torch.Tensor | None, slot: int
+    ) -> torch.Tensor:
+        """``t[index] - shift`` in this slot's buffer."""
+        rows = t.shape[0] if index is None else index.shape[0]
+        buffer = self._buffers[slot]
+        if buffer is None or buffer.shape[0] < rows or buffer.shape[1] != t.shape[1]:
+            buffer = torch.empty(max(rows, 1), t.shape[1], dtype=self.dtype, device=self.device)
+            self._buffers[slot] = buffer
+        out = buffer[:rows]
+        if index is None:
+            return torch.sub(t.to(self.dtype), shift, out=out)
+        return torch.index_select(t.to(self.dtype), 0, index, out=out).sub_(shift)
+
+    def flush_into(self, stats: SufficientStats) -> None:
+        """Add the sums to ``stats``' float64 totals and start again from zero."""
+        stats._sx += self.x.double()
+        stats._sy += self.y.double()
+        stats._sxy += self.xy.double()
+        stats._syy += self.yy.double()
+        if self.lower is not None:
+            upper = torch.from_numpy(self.lower.T).double()  # C-ordered upper triangle, zeros below
+            stats._sxx += upper
+            stats._sxx += upper.triu(1).T
+        else:
+            assert self.xx is not None
+            stats._sxx += self.xx.double()
+        self._zero(*self.xy.shape)
 
 
 def _to(stats: SufficientStats, device: torch.device) -> SufficientStats:
@@ -119,22 +241,31 @@ class _Problem:
         ok = var > 1e-12 * var.max().clamp_min(1e-30)
         self.scale = torch.where(ok, var.sqrt(), torch.ones_like(var))
         outer = torch.outer(self.scale, self.scale)
-        self.corr = sxx / n / outer
-        self.corr_xy = sxy / n / self.scale[:, None]
-        self.train = (sxx / outer, sxy / self.scale[:, None], syy)
+        self.n, self.syy = n, syy
+        self.corr = sxx.div_(outer).div_(n)
+        self.corr_xy = sxy.div_(self.scale[:, None]).div_(n)
         self.held = None
         if held.n >= 2:
             hxx, hxy, hyy = held.centered(self.mx, self.my)
             held_var = hyy - held.n * ((held.mean_y - self.my) ** 2).sum()
-            self.held = (hxx / outer, hxy / self.scale[:, None], hyy, held_var)
-        self.eye = torch.eye(self.corr.shape[0], dtype=self.corr.dtype, device=self.corr.device)
+            self.held = (hxx.div_(outer), hxy.div_(self.scale[:, None]), hyy, held_var)
+        self._spectrum: _Spectrum | None = None
 
-    def solve(self, alpha: float) -> torch.Tensor | None:
-        """Standardised coefficients ``[d, D]``, or ``None`` if the system is not positive definite."""
-        chol, info = torch.linalg.cholesky_ex(self.corr + alpha * self.eye)
+    def solve(self, alpha: float) -> torch.Tensor:
+        """Standardised coefficients ``[d, D]`` for one strength: a Cholesky solve, or the spectrum's
+        (minimum-norm on directions without variance) where the system is not positive definite."""
+        system = self.corr.clone()
+        system.diagonal().add_(alpha)
+        chol, info = torch.linalg.cholesky_ex(system)
         if int(info) != 0:
-            return None
+            return self.spectrum().coef(alpha)
         return torch.cholesky_solve(self.corr_xy, chol)
+
+    def spectrum(self) -> _Spectrum:
+        """The eigendecomposition of the problem (computed once)."""
+        if self._spectrum is None:
+            self._spectrum = _Spectrum(self)
+        return self._spectrum
 
     @staticmethod
     def _sse(coef: torch.Tensor, sxx: torch.Tensor, sxy: torch.Tensor, syy: torch.Tensor) -> float:
@@ -147,8 +278,56 @@ class _Problem:
         return 1.0 - self._sse(coef, hxx, hxy, hyy) / float(held_var)
 
     def train_r2(self, coef: torch.Tensor) -> float:
-        sxx, sxy, syy = self.train
-        return 1.0 - self._sse(coef, sxx, sxy, syy) / float(syy)
+        return 1.0 - self.n * self._sse(coef, self.corr, self.corr_xy, self.syy / self.n) / float(self.syy)
+
+
+def _rounding_level(lam: torch.Tensor, device: torch.device) -> float:
+    """The eigenvalue size below which ``corr``'s spectrum is rounding noise: three times the most
+    negative eigenvalue (a Gram matrix has none; rounding makes them, about as large as the noise on
+    the positive side), and at least the products' precision (float32 on the CPU) times the largest."""
+    products_eps = torch.finfo(torch.float64 if device.type == "cuda" else torch.float32).eps
+    largest = float(lam.max().clamp_min(0))
+    return max(3 * float((-lam.min()).clamp_min(0)), products_eps * largest, 1e-300)
+
+
+class _Spectrum:
+    """``corr = V diag(λ) Vᵀ`` with the targets and the held-out statistics rotated once, so that any
+    strength's coefficients cost one ``[d, d] @ [d, D]`` product and its held-out error O(d²), with
+    no further solve.
+
+    With ``g = 1 / (λ + α)`` and ``R = Vᵀ corr_xy``, the coefficients are ``V (g ∘ R)``; the
+    held-out error is ``hyy - 2 g·a + gᵀ B g`` with ``a = rowsum(R ∘ Vᵀhxy)`` and
+    ``B = (Vᵀ hxx V) ∘ (R Rᵀ)``. Directions whose ``λ + α`` is at rounding level (collinear or
+    constant features with a strength below that level) get ``g = 0``: the minimum-norm solution, as
+    ``lstsq`` gives.
+    """
+
+    def __init__(self, problem: _Problem) -> None:
+        lam, self.V = torch.linalg.eigh(problem.corr)
+        self.lam = lam.clamp_min(0)
+        self.floor = _rounding_level(lam, problem.corr.device)
+        self.R = self.V.T @ problem.corr_xy
+        self.held: tuple[torch.Tensor, torch.Tensor, float, float] | None = None
+        if problem.held is not None:
+            hxx, hxy, hyy, held_var = problem.held
+            lin = (self.R * (self.V.T @ hxy)).sum(1)
+            quad = (self.V.T @ hxx @ self.V) * (self.R @ self.R.T)
+            self.held = (lin, quad, float(hyy), float(held_var))
+
+    def gains(self, alpha: float) -> torch.Tensor:
+        total = self.lam + alpha
+        usable = total > self.floor
+        return torch.where(usable, 1.0 / torch.where(usable, total, torch.ones_like(total)), 0.0)
+
+    def coef(self, alpha: float) -> torch.Tensor:
+        return self.V @ (self.gains(alpha)[:, None] * self.R)
+
+    def held_r2(self, alpha: float) -> float:
+        if self.held is None:
+            return float("nan")
+        lin, quad, hyy, held_var = self.held
+        g = self.gains(alpha)
+        return 1.0 - float(hyy - 2 * (g @ lin) + g @ quad @ g) / held_var
 
 
 class LinearAligner(Aligner):
@@ -202,7 +381,7 @@ class LinearAligner(Aligner):
 
     def _pending_dims(self) -> tuple[int, int] | None:
         s = self.train_stats_
-        return (int(s.sx.shape[0]), int(s.sy.shape[0])) if s is not None else None
+        return (int(s.shift_x.shape[0]), int(s.shift_y.shape[0])) if s is not None else None
 
     def partial_fit(self, X: Any, Y: Any, indices: Any | None = None) -> LinearAligner:
         """Add one batch to the statistics (the solution is recomputed lazily)."""
@@ -211,8 +390,8 @@ class LinearAligner(Aligner):
             dev = torch.device(self.device) if self.device else None
             self.train_stats_ = SufficientStats(X.shape[1], Y.shape[1], dev)
             self.holdout_stats_ = SufficientStats(X.shape[1], Y.shape[1], dev)
-        self.train_stats_.update(X[~held], Y[~held])
-        self.holdout_stats_.update(X[held], Y[held])
+        self.train_stats_.update(X, Y, ~held)
+        self.holdout_stats_.update(X, Y, held)
         self._stale = True
         return self
 
@@ -260,36 +439,30 @@ class LinearAligner(Aligner):
         self._stale = False
 
     def _search(self, problem: _Problem) -> tuple[float, torch.Tensor, list[tuple[float, float]]]:
-        tried: dict[float, tuple[float, torch.Tensor | None]] = {}
+        """The strength with the best held-out R² (ties: the larger), its coefficients, and every
+        strength tried with its R². One strength is solved directly; a search scores every
+        candidate from one eigendecomposition."""
+        if self.alpha is not None or problem.held is None:
+            # a fixed strength; with too few held-out rows to choose, a mild default
+            alpha = self.alpha if self.alpha is not None else 1e-3
+            coef = problem.solve(alpha)
+            return alpha, coef, [(alpha, problem.held_r2(coef))]
+        spectrum = problem.spectrum()
+        tried: dict[float, float] = {}
 
-        def score(alpha: float) -> float:
+        def score(alpha: float) -> None:
             if alpha not in tried:
-                coef = problem.solve(alpha)
-                r2 = problem.held_r2(coef) if coef is not None else float("-inf")
-                tried[alpha] = (r2, coef)
-            return tried[alpha][0]
+                tried[alpha] = spectrum.held_r2(alpha)
 
-        def best() -> float:
-            usable = [a for a, (r2, c) in tried.items() if c is not None]
-            if not usable:
-                raise DataError("the ridge system is singular for every alpha tried; check the features")
-            return max(usable, key=lambda a: (tried[a][0] if tried[a][0] == tried[a][0] else -1e300, a))
+        def best() -> float:  # NaN (no held-out variance) ranks last
+            return max(tried, key=lambda a: (tried[a] if tried[a] == tried[a] else float("-inf"), a))
 
-        if self.alpha is not None:
-            candidates: Sequence[float] = (self.alpha,)
-        elif problem.held is None:
-            candidates = (1e-3,)  # too few held-out rows to choose: a mild default
-        else:
-            candidates = self.alphas or COARSE_ALPHAS
-        for a in candidates:
+        for a in self.alphas or COARSE_ALPHAS:
             score(a)
-        if self.alpha is None and self.alphas is None and problem.held is not None:
+        if self.alphas is None:
             for step in (0.5, 0.25):
                 centre = best()
                 score(centre * 10**step)
                 score(centre * 10**-step)
         chosen = best()
-        coef = tried[chosen][1]
-        assert coef is not None
-        path = sorted((a, r2) for a, (r2, _) in tried.items())
-        return chosen, coef, path
+        return chosen, spectrum.coef(chosen), sorted(tried.items())

@@ -143,8 +143,8 @@ def shard_stats(
     train, held = SufficientStats(d, D, device), SufficientStats(d, D, device)
     if x.shape[0]:
         mask = holdout_mask(tensors["indices"], fraction)
-        train.update(x[~mask], y[~mask])
-        held.update(x[mask], y[mask])
+        train.update(x, y, ~mask)
+        held.update(x, y, mask)
     return train, held
 
 

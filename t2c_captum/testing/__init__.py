@@ -26,6 +26,7 @@ __all__ = [
     "FakePairPlugin",
     "FakeSpace",
     "check_aligner",
+    "float32_tolerance",
     "make_images",
     "make_world_jpegs",
     "register_tiny_clip_config",
@@ -55,6 +56,24 @@ def tiny_open_clip_checkpoint(path: str | os.PathLike[str], seed: int = 0) -> Pa
     path = Path(path)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return path
+
+
+def float32_tolerance(terms: int, magnitude: float = 1.0, safety: float = 2.0) -> dict[str, float]:
+    """``rtol``/``atol`` for comparing two float32 computations of the same sums in another order
+    (other batch sizes, row splits, chunks, thread counts or CPU kernels), for
+    ``torch.testing.assert_close(a, b, **float32_tolerance(k, m))``.
+
+    Each result is a sum of ``terms`` products; summed in any order in float32 its error is at most
+    ``γ_k · Σ|products|`` with ``γ_k = k·u / (1 - k·u)`` and ``u = 2⁻²⁴`` (Higham, *Accuracy and
+    Stability of Numerical Algorithms*, §3.1), so two orders differ by at most twice that.
+    ``magnitude`` is (a bound on) ``Σ|products|`` for the largest result; ``safety`` covers a
+    further layer or normalisation. A wrong row, a missing shard or a scale error exceeds it by
+    orders of magnitude.
+    """
+    u = 2.0**-24
+    gamma = terms * u / (1 - terms * u)
+    bound = safety * 2 * gamma
+    return {"rtol": bound, "atol": bound * magnitude}
 
 
 def make_images(

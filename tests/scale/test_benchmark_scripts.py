@@ -124,3 +124,31 @@ def test_pipeline_overhead_on_the_concept_world_times_the_shared_preprocessing_a
     assert out["shared_preprocessing"] and len(out["runs"]["pipeline_apart"]) == 1
     assert out["speedup"] == pytest.approx(out["best"]["paper"] / out["best"]["pipeline"])
     assert out["r2_sgd"] < 1 and out["r2_closed_form"] < 1 and out["n_heldout"] > 0
+
+
+def test_bench_aligners_times_every_fitter_side_by_side(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop("bench_aligners", None)
+    import bench_aligners
+
+    (rows,) = bench_aligners.main(["--n", "1200", "--d", "40", "--D", "8"])
+    assert set(rows) == {"LinearAligner.fit (alpha chosen)", "LinearAligner, streamed 8,192",
+                         "sklearn Ridge(alpha=1, cholesky)", "sklearn RidgeCV (LOO, 9 alphas)",
+                         "SGDAligner (paper recipe, 5 epochs)"}
+    assert all(row["seconds"] > 0 for row in rows.values())
+    ours, sklearn = rows["LinearAligner.fit (alpha chosen)"], rows["sklearn Ridge(alpha=1, cholesky)"]
+    assert ours["r2"] > 0.8 and ours["r2"] >= sklearn["r2"] - 0.01
+    assert rows["LinearAligner, streamed 8,192"]["r2"] == pytest.approx(ours["r2"], abs=1e-4)
+    assert "1.00x" in capsys.readouterr().out  # ratios to scikit-learn's single-alpha fit
+
+
+def test_cpu_precision_compares_fp32_and_bf16_through_the_pipeline(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop("cpu_precision", None)
+    import cpu_precision
+
+    (row,) = cpu_precision.main(["--models", "world-ae", "--n", "300", "--batch-size", "50"])
+    assert row["fp32"]["images_per_s"] > 0 and row["bf16"]["images_per_s"] > 0
+    assert abs(row["r2_change"]) < 0.02
+    printed = capsys.readouterr().out
+    assert "torch kernels" in printed and "| world-ae |" in printed
