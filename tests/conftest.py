@@ -6,6 +6,10 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# `precision="auto"` runs CPU forwards in bf16 on CPUs with native bf16 (AVX512-BF16, AMX): the suite
+# pins fp32 so its features are the same on every CPU (tests/features/test_precision.py covers the
+# choice and bf16 itself)
+os.environ.setdefault("T2C_CPU_BF16", "0")
 torch.set_num_threads(2)
 
 

@@ -62,7 +62,8 @@ def _extraction_flags(
     precision: Annotated[
         str,
         _flag(
-            help="Forwards' precision: auto (bf16/fp16 on CUDA, fp32 elsewhere), bf16, fp16 or fp32.",
+            help="Forwards' precision: auto (bf16/fp16 on CUDA; bf16 on CPUs with native bf16, "
+            "AVX512-BF16 or AMX, unless T2C_CPU_BF16=0; fp32 elsewhere), bf16, fp16 or fp32.",
             callback=one_of(*PRECISIONS),
         ),
     ] = "auto",

@@ -80,7 +80,8 @@ def extract_features(
         num_workers (int, optional): decoding worker processes; ``None``: see
             :func:`default_workers` (0 on the CPU, up to 16 on CUDA). Default: ``None``
         device (str, optional): ``"auto"`` picks CUDA, then MPS, then CPU. Default: auto
-        precision (str, optional): ``"auto"`` (bf16 on CUDA, fp32 elsewhere), ``"bf16"``,
+        precision (str, optional): ``"auto"`` (bf16 on CUDA and on CPUs with native bf16, see
+            :func:`~t2c_captum._device.resolve_precision`; fp32 elsewhere), ``"bf16"``,
             ``"fp16"`` or ``"fp32"``; part of the store's key, so features of another precision are
             never mixed in or reused. Default: auto
         strict (bool, optional): fail on unreadable images instead of skipping them. Default: ``False``
