@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,52 @@ from safetensors.torch import load_file, save_file
 
 from ._exceptions import CheckpointFormatError
 
-__all__ = ["atomic_write_json", "atomic_write_tensors", "load_state_dict_file", "read_json"]
+__all__ = [
+    "atomic_write_json",
+    "atomic_write_tensors",
+    "keyed_identity",
+    "load_state_dict_file",
+    "read_json",
+    "weights_digest",
+]
+
+#: module -> (the state it was computed for, digest)
+_DIGESTS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple[Any, ...], str]]
+_DIGESTS = weakref.WeakKeyDictionary()
+
+
+def _state(module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    return [*module.named_parameters(), *module.named_buffers()]
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """A hash of every parameter's and buffer's name, dtype, shape and bytes: two models of the same
+    architecture with other weights (another checkpoint, another random init, a fine-tuned copy) get
+    other digests. Kept per module until a tensor is replaced or changed in place (optimizer steps and
+    ``load_state_dict`` bump the tensors' versions), so reading it again is cheap."""
+    state = _state(module)
+    key = tuple((name, t.data_ptr(), t._version, tuple(t.shape), t.dtype) for name, t in state)
+    cached = _DIGESTS.get(module)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in state:
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        h.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+        h.update(flat.view(torch.uint8).numpy().data)
+    digest = h.hexdigest()
+    _DIGESTS[module] = (key, digest)
+    return digest
+
+
+def keyed_identity(model: Any) -> dict[str, Any]:
+    """``model.identity`` with its weights: the identity's own ``weights`` field where it has one (the
+    concept world's models record their files' digest), else :func:`weights_digest`. What keys
+    caches of computed features and embeddings, so that other weights never reuse them."""
+    identity = dict(getattr(model, "identity", None) or {"id": type(model).__name__})
+    if "weights" not in identity and isinstance(model, torch.nn.Module):
+        identity["weights"] = weights_digest(model)
+    return identity
 
 
 def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

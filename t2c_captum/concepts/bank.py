@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .._exceptions import CheckpointFormatError, DataError, DimensionMismatchError, UnknownNameError
-from .._io import atomic_write_tensors, load_state_dict_file
+from .._io import atomic_write_tensors, keyed_identity, load_state_dict_file
 
 __all__ = ["ConceptBank", "Vocabulary", "check_concepts", "check_groups"]
 
@@ -203,7 +203,7 @@ class ConceptBank:
         tmpl = list(templates or getattr(space, "templates", None) or ["{}"])
         prompt_sets = _prompt_sets(names, vocab.prompts, tmpl, class_names)
         space_identity = dict(getattr(space, "identity", {"id": getattr(space, "name", "space")}))
-        key = _cache_key(space_identity, names, prompt_sets)
+        key = _cache_key(keyed_identity(space), names, prompt_sets)  # with the weights
         info = {
             "vocabulary": vocab.name,
             "templates": None if vocab.prompts else tmpl,

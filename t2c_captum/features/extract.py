@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .._device import autocast, resolve_device, resolve_precision
 from .._exceptions import DataError
+from .._io import keyed_identity
 from ..data import ImageSource, iter_batches, open_source, split_preprocess, warn_skipped
 from ..data.loader import check_reduced_decode
 from .store import FeatureStore, store_key
@@ -31,7 +32,7 @@ def default_cache_dir() -> Path:
 
 
 def _identity(encoder: nn.Module) -> dict[str, Any]:
-    identity = dict(getattr(encoder, "identity", {"id": type(encoder).__name__}))
+    identity = keyed_identity(encoder)  # the weights too: another checkpoint never reuses a store
     dim = identity.get("feature_dim", identity.get("embed_dim"))
     identity["dim"] = int(dim) if dim is not None else None
     return identity

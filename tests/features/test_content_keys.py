@@ -101,3 +101,57 @@ def test_labels_of_dataset_items_are_part_of_the_key():
     images = _images(4)
     a = open_source(ArrayDataset(images, [0, 1, 2, 3])).fingerprint
     assert open_source(ArrayDataset(images, [3, 2, 1, 0])).fingerprint != a
+
+
+def _net(seed):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3), torch.nn.ReLU(), torch.nn.Conv2d(6, 5, 3))
+
+
+def test_models_of_one_architecture_with_other_weights_never_share_a_store():
+    """Two checkpoints of the same architecture, and one model changed in place after a first run:
+    each gets its own store and its own features; the same weights again reuse the store."""
+    from t2c_captum import module_backbone
+
+    images = _images(6, size=16)
+    source = open_source(ArrayDataset(images))
+
+    def extract(model):
+        bb = module_backbone(model, layer="2", input_size=(3, 16, 16), preprocess=_to_tensor16)
+        store = extract_features(source, {"source": bb}, batch_size=3, progress=False)
+        with torch.no_grad():
+            truth = torch.stack([bb(_to_tensor16(Image.fromarray(im))[None])[0] for im in images])
+        return store, truth
+
+    a, truth_a = extract(_net(0))
+    b, truth_b = extract(_net(1))
+    assert a.path != b.path
+    torch.testing.assert_close(b.load()["source"], truth_b)
+    assert extract(_net(0))[0].path == a.path  # same weights, another instance: reused
+    tuned = _net(0)
+    with torch.no_grad():
+        tuned[0].weight.mul_(2)  # fine-tuned in place: the tensors' versions move
+    c, truth_c = extract(tuned)
+    assert c.path not in (a.path, b.path)
+    torch.testing.assert_close(c.load()["source"], truth_c)
+    tuned.load_state_dict(_net(0).state_dict())  # and back
+    assert extract(tuned)[0].path == a.path
+    assert not torch.allclose(truth_a, truth_b)
+
+
+def _to_tensor16(image):
+    pixels = np.asarray(image.convert("RGB").resize((16, 16)), dtype=np.float32) / 255
+    return torch.from_numpy(pixels).permute(2, 0, 1)
+
+
+def test_concept_banks_of_spaces_with_other_weights_are_not_shared(tmp_path):
+    from t2c_captum.concepts import ConceptBank
+    from t2c_captum.testing import FakeSpace
+
+    first = ConceptBank.build(FakeSpace(seed=1), ["red", "blue"], cache_dir=tmp_path)
+    other = ConceptBank.build(FakeSpace(seed=2), ["red", "blue"], cache_dir=tmp_path)
+    assert not torch.allclose(first.embeddings, other.embeddings)
+    torch.testing.assert_close(other.embeddings, ConceptBank.build(FakeSpace(seed=2), ["red", "blue"],
+                                                                    cache=False).embeddings)
+    assert len(list(tmp_path.glob("bank-*"))) == 2
