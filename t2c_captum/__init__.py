@@ -25,8 +25,10 @@ from ._exceptions import (
 from .aligners import (
     Aligner,
     AlignmentMetrics,
+    ImportedAligner,
     LinearAligner,
     SGDAligner,
+    import_aligner,
     load_aligner,
     make_aligner,
 )
@@ -54,6 +56,7 @@ from .features import ExtractOptions, FeatureStore, extract_features
 from .hookspecs import hookimpl
 from .pipeline import EvalReport, FitReport, evaluate_store, fit_aligner, load_target
 from .plugins import get_plugin_manager, get_registries
+from .probes import Probe, ProbeScores, attach, load_probe
 from .retrieval import RetrievalResult, Retriever, parse_query
 from .shift import ShiftReport, diagnose_shift, shift_report
 from .spaces import Space, load_space
@@ -76,12 +79,15 @@ __all__ = [
     "FeatureStore",
     "FitReport",
     "ImageSource",
+    "ImportedAligner",
     "IncompatibleArtifactError",
     "LinearAligner",
     "ModuleBackbone",
     "NotFittedError",
     "PrefixDecoder",
     "PluginError",
+    "Probe",
+    "ProbeScores",
     "RetrievalResult",
     "Retriever",
     "SGDAligner",
@@ -92,6 +98,7 @@ __all__ = [
     "WorldError",
     "ZeroShotClassifier",
     "__version__",
+    "attach",
     "caption_direction",
     "caption_features",
     "caption_images",
@@ -104,9 +111,11 @@ __all__ = [
     "get_plugin_manager",
     "get_registries",
     "hookimpl",
+    "import_aligner",
     "load_aligner",
     "load_backbone",
     "load_decoder",
+    "load_probe",
     "load_space",
     "load_target",
     "load_vocabulary",

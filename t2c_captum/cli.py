@@ -12,7 +12,15 @@ from rich.console import Console
 from rich.table import Table
 
 from ._exceptions import T2CError
-from .commands._common import JsonOpt, extraction_options
+from .commands._common import (
+    JsonOpt,
+    LayerOpt,
+    PretrainedOpt,
+    SpaceWeightsOpt,
+    WeightsOpt,
+    extraction_options,
+    load_models,
+)
 from .features.options import ExtractOptions
 
 app = typer.Typer(
@@ -75,25 +83,46 @@ def _eval_table(title: str, rows: list[dict[str, Any]]) -> Table:
 
 @app.command("plugins")
 def plugins_cmd(as_json: JsonOpt = False) -> None:
-    """List every registered part (backbones, spaces, aligners, vocabularies, probes) and who gave it."""
+    """List every registered part (backbones, spaces, aligners, vocabularies, probes) and who gave it;
+    probes with the backbone, layer and space they were fitted for."""
     from .plugins import list_parts
 
     try:
         parts = list_parts()
     except T2CError as exc:
         _fail(exc)
+    data = [
+        {"kind": k, "name": e.name, "plugin": e.plugin, "description": e.description,
+         **(_probe_fields(e.name) if k == "probes" else {})}
+        for k, e in parts
+    ]
     if as_json:
-        data = [
-            {"kind": k, "name": e.name, "plugin": e.plugin, "description": e.description} for k, e in parts
-        ]
         typer.echo(json.dumps(data, indent=2))
         return
     table = Table(title="registered parts", title_justify="left")
     for col in ("kind", "name", "plugin", "description"):
         table.add_column(col)
-    for kind, entry in parts:
-        table.add_row(kind, entry.name, entry.plugin, entry.description)
+    for row in data:
+        fitted = (f" (fitted: {row['backbone']}, {row['layer']} -> {row['space']})"
+                  if "backbone" in row else "")
+        described = row["description"] + fitted + row.get("error", "")
+        table.add_row(row["kind"], row["name"], row["plugin"], described)
     console.print(table)
+
+
+def _probe_fields(name: str) -> dict[str, Any]:
+    """What a registered probe was fitted for (its loader runs), or why it could not be loaded."""
+    from .aligners.io import registered_probe
+
+    try:
+        loaded = registered_probe(name)
+    except T2CError as exc:
+        return {"error": f" (failed to load: {exc})"}
+    if loaded is None:  # a file of that name shadows the probe
+        return {"error": " (shadowed by a file of that name)"}
+    aligner = getattr(loaded, "aligner", loaded)
+    return {"backbone": aligner.source_.get("id"), "layer": aligner.source_.get("layer"),
+            "space": aligner.target_.get("id")}
 
 
 @app.command("fit")
@@ -122,27 +151,19 @@ def fit_cmd(
     alpha: Annotated[
         float | None, typer.Option(help="Fixed ridge strength (linear); default: chosen on held-out rows.")
     ] = None,
-    layer: Annotated[
-        str | None, typer.Option(help="Backbone layer (module name); default: penultimate.")
-    ] = None,
-    checkpoint: Annotated[
-        str | None, typer.Option(help="Local backbone weights (.safetensors or tensors-only .pth).")
-    ] = None,
-    space_checkpoint: Annotated[str | None, typer.Option(help="Local weights for the space.")] = None,
-    pretrained: Annotated[
-        bool, typer.Option(help="Download the backbone's pretrained weights (needs internet).")
-    ] = False,
+    layer: LayerOpt = None,
+    checkpoint: WeightsOpt = None,
+    space_checkpoint: SpaceWeightsOpt = None,
+    pretrained: PretrainedOpt = False,
     *,
     extraction: ExtractOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Fit an aligner from BACKBONE features to SPACE embeddings and report its held-out quality."""
-    from .backbones import load_backbone
-    from .pipeline import fit_aligner, load_target
+    from .pipeline import fit_aligner
 
     try:
-        bb = load_backbone(backbone, layer=layer, checkpoint=checkpoint, pretrained=pretrained or None)
-        tg = load_target(space, checkpoint=space_checkpoint)
+        bb, tg = load_models(backbone, space, layer, checkpoint, space_checkpoint, pretrained)
         params = {"alpha": alpha} if (alpha is not None and kind == "linear") else {}
         aligner, report = fit_aligner(
             bb,
@@ -172,18 +193,6 @@ def fit_cmd(
     console.print(f"saved {saved} and {saved.with_suffix('.safetensors')}")
 
 
-def _recorded_backbone(aligner: Any, backbone: str | None, checkpoint: str | None) -> Any:
-    """The backbone an aligner records (or ``backbone`` instead), at the layer it was fitted on."""
-    from .backbones import load_backbone
-
-    layer = aligner.source_.get("layer")
-    return load_backbone(
-        backbone or aligner.source_.get("id", ""),
-        checkpoint=checkpoint,
-        layer=None if layer in (None, "penultimate") else layer,
-    )
-
-
 def _load_pair(
     aligner_path: str,
     backbone: str | None,
@@ -191,14 +200,12 @@ def _load_pair(
     checkpoint: str | None,
     space_checkpoint: str | None,
 ) -> tuple[Any, Any, Any]:
-    from .aligners import check_compatible, load_aligner
-    from .pipeline import load_target
+    """A saved aligner (or a registered probe's) with its backbone and space, checked to match."""
+    from .probes import load_probe
 
-    aligner = load_aligner(aligner_path)
-    bb = _recorded_backbone(aligner, backbone, checkpoint)
-    tg = load_target(space or aligner.target_.get("id", ""), checkpoint=space_checkpoint)
-    check_compatible(aligner, bb, tg)
-    return aligner, bb, tg
+    probe = load_probe(aligner_path, backbone=backbone, space=space, checkpoint=checkpoint,
+                       space_checkpoint=space_checkpoint)
+    return probe.aligner, probe.backbone, probe.space
 
 
 @app.command("eval")

@@ -71,7 +71,10 @@ def register_probes(register: Register) -> None:
     """Register fitted concept probes: an aligner already fitted for one backbone, layer and space.
 
     :param register: call ``register(name, loader, description="")``; ``loader()`` must return a
-        fitted :class:`t2c_captum.aligners.Aligner` (typically ``Aligner.load(path)``).
+        fitted :class:`t2c_captum.aligners.Aligner` (typically ``Aligner.load(path)``) or a
+        :class:`t2c_captum.Probe` (to give the probe its own vocabulary or caption decoder). The name
+        then works wherever an aligner path does: ``t2c_captum.load_probe(name)``, ``load_aligner``
+        and every command (``t2c concepts NAME --data ...``).
 
     .. versionadded:: 0.1
     """

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Aligner, AlignmentMetrics, holdout_mask, r2_score
+from .imported import ImportedAligner, import_aligner
 from .io import check_compatible, load_aligner, save_aligner
 from .linear import LinearAligner, SufficientStats
 from .sgd import SGDAligner
@@ -12,11 +13,13 @@ from .sgd import SGDAligner
 __all__ = [
     "Aligner",
     "AlignmentMetrics",
+    "ImportedAligner",
     "LinearAligner",
     "SGDAligner",
     "SufficientStats",
     "check_compatible",
     "holdout_mask",
+    "import_aligner",
     "load_aligner",
     "make_aligner",
     "r2_score",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..hookspecs import Register, hookimpl
+from .imported import ImportedAligner
 from .linear import LinearAligner
 from .sgd import SGDAligner
 
@@ -11,3 +12,4 @@ from .sgd import SGDAligner
 def register_aligners(register: Register) -> None:
     register("linear", LinearAligner, description="closed-form ridge from streamed statistics")
     register("sgd", SGDAligner, description="the paper's SGD recipe (baseline)")
+    register("imported", ImportedAligner, description="a linear map fitted elsewhere (t2c import-aligner)")

@@ -10,11 +10,24 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import CheckpointFormatError, IncompatibleArtifactError, T2CError, UnknownNameError
+from .._exceptions import (
+    CheckpointFormatError,
+    IncompatibleArtifactError,
+    PluginError,
+    T2CError,
+    UnknownNameError,
+)
 from .._io import atomic_write_json, atomic_write_tensors, load_state_dict_file, read_json
 from .base import Aligner
 
-__all__ = ["ARTIFACT_FORMAT", "check_compatible", "load_aligner", "resolve_artifact", "save_aligner"]
+__all__ = [
+    "ARTIFACT_FORMAT",
+    "check_compatible",
+    "load_aligner",
+    "registered_probe",
+    "resolve_artifact",
+    "save_aligner",
+]
 
 ARTIFACT_FORMAT = 1
 _TENSORS = ("weight_", "bias_", "x_mean_", "x_scale_")
@@ -101,16 +114,54 @@ def check_compatible(aligner: Aligner, backbone: Any = None, space: Any = None) 
         )
 
 
-def load_aligner(path: str | os.PathLike[str], backbone: Any = None, space: Any = None) -> Aligner:
-    """Load an aligner artifact and check it against ``backbone`` and ``space`` when given."""
+def registered_probe(name: str) -> Any:
+    """What the probe registered as ``name`` loads (a fitted :class:`Aligner` or a probe), or ``None``
+    when no probe has that name or a file or folder of that name exists (paths win).
+
+    Raises:
+        PluginError: the probe's loader raised or returned something else (the plugin is named).
+    """
     from ..plugins import get_registries
 
+    registry = get_registries().probes
+    if name not in registry or os.path.exists(name) or Path(name).with_suffix(".json").is_file():
+        return None
+    entry = registry.entry(name)
+    try:
+        loaded = entry.obj()
+    except Exception as exc:
+        raise PluginError(
+            f"probe {name!r} from plugin {entry.plugin!r} failed to load ({type(exc).__name__}: {exc}); "
+            "reinstall or update that plugin, or block it with T2C_BLOCK_PLUGINS"
+        ) from exc
+    aligner = getattr(loaded, "aligner", loaded)
+    if not isinstance(aligner, Aligner) or not aligner.is_fitted:
+        raise PluginError(
+            f"probe {name!r} from plugin {entry.plugin!r} loaded {type(loaded).__name__}, not a fitted "
+            "aligner or probe; its loader must return Aligner.load(path) or a Probe"
+        )
+    return loaded
+
+
+def load_aligner(path: str | os.PathLike[str], backbone: Any = None, space: Any = None) -> Aligner:
+    """Load an aligner artifact (or a registered probe's aligner, by the probe's name) and check it
+    against ``backbone`` and ``space`` when given."""
+    from ..plugins import get_registries
+
+    probe = registered_probe(os.fspath(path))
+    if probe is not None:
+        aligner = getattr(probe, "aligner", probe)
+        check_compatible(aligner, backbone, space)
+        return aligner
     stem = resolve_artifact(path)
     json_path, tensor_path = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
     if not json_path.is_file():
+        probes = get_registries().probes
+        close = UnknownNameError("probe", os.fspath(path), probes).suggestions if len(probes) else []
         raise CheckpointFormatError(
             f"no aligner metadata at {str(json_path)!r}; an aligner is saved as NAME.json + "
-            "NAME.safetensors (Aligner.save)"
+            "NAME.safetensors (Aligner.save), or give a registered probe's name (t2c plugins)"
+            + (f". Did you mean the probe {', '.join(map(repr, close))}?" if close else "")
         )
     meta = read_json(json_path)
     if not isinstance(meta, dict) or "kind" not in meta:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from .._device import PRECISIONS
-from ..concepts import ConceptBank, Vocabulary, resolve_vocabulary
+from ..concepts import ConceptBank, Vocabulary, default_vocabulary, resolve_vocabulary
 from ..features.options import BACKENDS, ExtractOptions
 
 __all__ = [
@@ -21,10 +21,15 @@ __all__ = [
     "ConceptsOpt",
     "DeviceOpt",
     "JsonOpt",
+    "LayerOpt",
+    "PretrainedOpt",
+    "SpaceWeightsOpt",
+    "WeightsOpt",
     "VocabularyOpt",
     "backbone_features",
     "extraction_options",
     "load_aligned",
+    "load_models",
     "make_bank",
     "one_of",
 ]
@@ -33,6 +38,26 @@ BackboneOpt = Annotated[str | None, typer.Option(help="Override the backbone rec
 CheckpointOpt = Annotated[str | None, typer.Option(help="Local backbone weights.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")]
+LayerOpt = Annotated[str | None, typer.Option(help="Backbone layer (module name); default: penultimate.")]
+WeightsOpt = Annotated[
+    str | None, typer.Option(help="Local backbone weights (.safetensors or tensors-only .pth).")
+]
+SpaceWeightsOpt = Annotated[str | None, typer.Option(help="Local weights for the space.")]
+PretrainedOpt = Annotated[
+    bool, typer.Option(help="Download the backbone's pretrained weights (needs internet).")
+]
+
+
+def load_models(
+    backbone: str, space: str, layer: str | None, checkpoint: str | None, space_checkpoint: str | None,
+    pretrained: bool,
+) -> tuple[Any, Any]:
+    """The backbone (at ``layer``) and the target space (or backbone) a command names."""
+    from ..backbones import load_backbone
+    from ..pipeline import load_target
+
+    bb = load_backbone(backbone, layer=layer, checkpoint=checkpoint, pretrained=pretrained or None)
+    return bb, load_target(space, checkpoint=space_checkpoint)
 
 
 def one_of(*choices: str) -> Any:
@@ -153,11 +178,12 @@ ConceptsOpt = Annotated[
 
 @dataclass
 class AlignedData:
-    """A saved aligner with its backbone and space, ready to score images."""
+    """A saved aligner (or a registered probe) with its backbone and space, ready to score images."""
 
     aligner: Any
     backbone: Any
     space: Any
+    vocabulary: Any = None  # the probe's default concepts (None: the space's default vocabulary)
 
     def features(self, data: Any, extraction: ExtractOptions | None = None) -> Any:
         """A feature store (key ``source``) of the backbone's features of ``data``."""
@@ -170,19 +196,21 @@ def backbone_features(data: Any, backbone: Any, extraction: ExtractOptions | Non
 
 
 def load_aligned(aligner: str, backbone: str | None = None, checkpoint: str | None = None) -> AlignedData:
-    """Load a saved aligner and the backbone and space recorded in it (checked to match)."""
-    from ..cli import _load_pair
+    """A saved aligner or a registered probe's, with the backbone and space recorded in it (checked
+    to match)."""
+    from ..probes import load_probe
 
-    al, bb, tg = _load_pair(aligner, backbone, None, checkpoint, None)
-    return AlignedData(al, bb, tg)
+    probe = load_probe(aligner, backbone=backbone, checkpoint=checkpoint)
+    return AlignedData(probe.aligner, probe.backbone, probe.space, probe.vocabulary)
 
 
-def make_bank(space: Any, vocabulary: str | None, concepts: str | None) -> ConceptBank:
+def make_bank(space: Any, vocabulary: str | None, concepts: str | None, default: Any = None) -> ConceptBank:
     """A concept bank from ``--concepts a,b,c`` or ``--vocabulary NAME``.
 
-    Without either: ``world`` for the concept world's tiny CLIP, ``visual`` for any other space.
+    Without either: ``default`` (a probe's own vocabulary), else the space's ``default_vocabulary``
+    (``world`` for the concept world's tiny CLIP, ``visual`` for other spaces).
     """
     if concepts:
         return ConceptBank.build(space, Vocabulary([c.strip() for c in concepts.split(",") if c.strip()]))
-    default = "world" if getattr(space, "name", "") == "world-clip" else "visual"
-    return ConceptBank.build(space, resolve_vocabulary(vocabulary or default))
+    chosen = vocabulary or default or default_vocabulary(space)
+    return ConceptBank.build(space, resolve_vocabulary(chosen) if isinstance(chosen, str) else chosen)

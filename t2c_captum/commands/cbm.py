@@ -38,9 +38,9 @@ DataOpt = Annotated[
 def _load_backbone(aligner: Any, backbone: str | None, checkpoint: str | None) -> Any:
     """The backbone a saved CBM's aligner was fitted for (checked to match)."""
     from ..aligners import check_compatible
-    from ..cli import _recorded_backbone
+    from ..probes import recorded_backbone
 
-    bb = _recorded_backbone(aligner, backbone, checkpoint)
+    bb = recorded_backbone(aligner, backbone, checkpoint)
     check_compatible(aligner, bb)
     return bb
 
@@ -105,7 +105,7 @@ def fit_cmd(
 
     try:
         pair = load_aligned(aligner, backbone, checkpoint)
-        bank = make_bank(pair.space, vocabulary, concepts)
+        bank = make_bank(pair.space, vocabulary, concepts, pair.vocabulary)
         train, val = (
             backbone_features(d, pair.backbone, extraction) for d in (data, val_data)
         )

@@ -58,7 +58,7 @@ def concepts_cmd(
 
     try:
         pair = load_aligned(aligner, backbone, checkpoint)
-        bank = make_bank(pair.space, vocabulary, concepts)
+        bank = make_bank(pair.space, vocabulary, concepts, pair.vocabulary)
         source = open_source(data)
         store = pair.features(data, extraction)
         chunks: list[torch.Tensor] = []

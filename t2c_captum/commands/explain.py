@@ -47,7 +47,7 @@ def explain_cmd(
     result: dict[str, Any] = {"figures": [], "predictions": []}
     try:
         pair = load_aligned(aligner, backbone, checkpoint)
-        bank = make_bank(pair.space, vocabulary, concepts)
+        bank = make_bank(pair.space, vocabulary, concepts, pair.vocabulary)
         source = open_images(images)
         n = min(limit, len(source))
         pil = [source.load(i)[0] for i in range(n)]

@@ -83,7 +83,8 @@ def retrieve_cmd(
         parsed = parse_query(query)
         default = None if threshold.strip().lower() == "auto" else parse_threshold(threshold)
         pair = load_aligned(aligner, backbone, checkpoint)
-        bank = make_bank(pair.space, vocabulary, concepts) if (vocabulary or concepts) else pair.space
+        bank = (make_bank(pair.space, vocabulary, concepts, pair.vocabulary) if (vocabulary or concepts)
+                else pair.space)
         retriever = Retriever(bank, pair.aligner, centre=centre, default_threshold=default)
         retriever.bank_for(parsed)  # unknown concepts fail before the images are read
         source = open_source(data)

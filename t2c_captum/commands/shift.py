@@ -62,7 +62,7 @@ def shift_cmd(
 
     try:
         pair = load_aligned(aligner, backbone, checkpoint)
-        bank = make_bank(pair.space, vocabulary, concepts)
+        bank = make_bank(pair.space, vocabulary, concepts, pair.vocabulary)
         stores = [pair.features(d, extraction) for d in (source, target)]
         with warnings.catch_warnings():  # printed below, with the table
             warnings.simplefilter("ignore", UserWarning)

@@ -25,6 +25,7 @@ __all__ = [
     "check_concepts",
     "concept_scores",
     "contrast_scores",
+    "default_vocabulary",
     "iter_store_scores",
     "load_vocabulary",
     "read_vocabulary_file",
@@ -123,6 +124,12 @@ def resolve_vocabulary(name: str) -> Vocabulary:
         concepts = check_concepts(list(loaded), f"vocabulary {name!r}")
         return Vocabulary(concepts, {c: list(loaded[c]) for c in concepts}, name=name)
     return Vocabulary(check_concepts(list(loaded), f"vocabulary {name!r}"), name=name)
+
+
+def default_vocabulary(target: object) -> str:
+    """The name of the vocabulary that names concepts in ``target`` when none is given: a space's
+    ``default_vocabulary`` (``"world"`` for the concept world's tiny CLIP), else ``"visual"``."""
+    return str(getattr(target, "default_vocabulary", "visual"))
 
 
 def load_vocabulary(name: str) -> list[str]:

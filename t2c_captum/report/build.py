@@ -170,7 +170,7 @@ def build_report(
                             extraction=extraction or ExtractOptions(batch_size=batch_size, device=device,
                                                                     progress=progress))
     pair = load_aligned(os.fspath(aligner), backbone, checkpoint)
-    bank = make_bank(pair.space, vocabulary, concepts)
+    bank = make_bank(pair.space, vocabulary, concepts, pair.vocabulary)
     source = open_source(data)
     store = options.extraction.extract(data, {"source": pair.backbone, "target": pair.space})
     evaluation = evaluate_store(pair.aligner, store, pair.backbone, pair.space, split=str(data))

@@ -34,7 +34,13 @@ class Space(nn.Module):
         embed_dim (int): size of the shared embedding.
         templates (list of str, optional): default prompt templates with ``{}``. Default: ``["{}"]``
         input_size (tuple, optional): ``(3, H, W)``. Default: ``(3, 224, 224)``
+
+    Attributes:
+        default_vocabulary (str): the registered vocabulary that names concepts in this space when
+            none is given (``"visual"``; a space for one domain sets its own).
     """
+
+    default_vocabulary: str = "visual"
 
     def __init__(
         self,

@@ -34,6 +34,8 @@ WORLD_BACKBONES: dict[str, str] = {
 class WorldClipSpace(Space):
     """The concept world's tiny CLIP as a text-image space."""
 
+    default_vocabulary = "world"
+
     def __init__(self, model: Any, weights_dir: str | None = None) -> None:
         from .models import world_transform
         from .zeroshot import FACTOR_TEMPLATES

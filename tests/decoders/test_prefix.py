@@ -271,3 +271,15 @@ def test_images_decode_through_an_aligned_backbone_and_through_the_space(
         caption_images(tiny_decoder, str(labelled_images), backbone)
     with pytest.raises(IncompatibleArtifactError, match="embed_dim"):
         caption_images(tiny_decoder, str(labelled_images), space=FakeSpace(dim=8, name="fake-space"))
+
+
+def test_a_probe_captions_images_through_its_decoder(tiny_decoder, fake_space):
+    from t2c_captum import Probe, module_backbone
+
+    aligner, x = _aligner_into(fake_space)
+    flat = module_backbone(torch.nn.Sequential(torch.nn.Flatten()), layer="0", preprocess=lambda image: image,
+                           input_size=(24, 1, 1), name="flat")
+    probe = Probe(flat, fake_space, aligner, decoder=tiny_decoder)
+    expected = caption_features(tiny_decoder, x, aligner, project=False)
+    assert probe.caption(x[:, :, None, None], project=False) == expected
+    assert sum(c == t for c, t in zip(expected, CORPUS, strict=True)) >= 14
