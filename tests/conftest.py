@@ -10,7 +10,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # pins fp32 so its features are the same on every CPU (tests/features/test_precision.py covers the
 # choice and bf16 itself)
 os.environ.setdefault("T2C_CPU_BF16", "0")
-torch.set_num_threads(2)
+# two threads, as on the project's machines; OMP_NUM_THREADS (e.g. 1) wins where it is set
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 2))
 
 
 @pytest.fixture(autouse=True)
