@@ -83,7 +83,7 @@ def run(
         for start in range(0, X.shape[0], chunk):
             rows = slice(start, start + chunk)
             ridge.partial_fit(X[rows], Y[rows], indices[rows])
-        ridge._ensure_solved()
+        ridge.solve()
         return ridge
 
     fitters: dict[str, Callable[[], Any]] = {

@@ -1,6 +1,6 @@
 """Caption generation speed with and without the key/value cache, side by side in one run.
 
-The world decoder (``t2c_captum.decoders.world.world_decoder``; trained and cached on first use) decodes
+The world decoder (``t2c_captum.world.decoder.world_decoder``; trained and cached on first use) decodes
 the tiny CLIP's image embeddings of ``--n`` val images with greedy, beam (4) and nucleus decoding,
 once with the GPT-2 key/value cache (the default: the prefix is run once, each step feeds one new
 token) and once recomputing the whole sequence each step (``use_cache=False``). The two runs of each
@@ -34,10 +34,10 @@ def main() -> None:
 
     import transformers
 
-    from t2c_captum.decoders.world import world_decoder
     from t2c_captum.features import extract_features
     from t2c_captum.spaces import load_space
     from t2c_captum.world.adapters import world_source
+    from t2c_captum.world.decoder import world_decoder
 
     decoder = world_decoder(progress=True)
     space = load_space("world-clip")

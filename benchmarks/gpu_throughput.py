@@ -96,11 +96,11 @@ def gpu_fit_seconds(n: int, d: int, D: int, dev: torch.device, chunk: int = 8192
     _sync(dev)
     accumulate = time.perf_counter() - t0
     t0 = time.perf_counter()
-    aligner._ensure_solved()
+    aligner.solve()
     _sync(dev)
     solve = time.perf_counter() - t0
     on_cpu = LinearAligner().add_stats(aligner.train_stats_, aligner.holdout_stats_)  # same sums, CPU
-    on_cpu._ensure_solved()
+    on_cpu.solve()
     diff = (aligner.weight_.cpu() - on_cpu.weight_).norm() / on_cpu.weight_.norm()
     return {
         "accumulate_s": accumulate,
@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
     if dev.type == "cuda":  # PyTorch's default precision settings (no TF32 matmuls), as users run
         torch.backends.cudnn.benchmark = True
 
+    from t2c_captum.aligners.loading import load_target
     from t2c_captum.backbones import load_backbone
-    from t2c_captum.pipeline import load_target
 
     started = time.perf_counter()
     bb, tg = load_backbone(args.backbone), load_target(args.target)
@@ -239,7 +239,7 @@ def on_images(
     """Steps 2 and 3 on generated JPEGs: the pipeline (run first and last) and the paper's shape."""
     from pipeline_overhead import make_jpegs
 
-    from t2c_captum.pipeline import fit_aligner
+    from t2c_captum.alignment import fit_aligner
 
     with tempfile.TemporaryDirectory(prefix="t2c-gpu-") as tmp:
         t0 = time.perf_counter()

@@ -135,12 +135,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from t2c_captum.aligners import LinearAligner
     from t2c_captum.aligners.base import holdout_mask, r2_score
+    from t2c_captum.aligners.fit import fit_from_store
+    from t2c_captum.aligners.loading import load_target
+    from t2c_captum.alignment import fit_aligner
     from t2c_captum.backbones import load_backbone
     from t2c_captum.data import iter_batches, loader, open_source
     from t2c_captum.data.loader import shared_preprocessing
     from t2c_captum.features import FeatureStore
     from t2c_captum.features.extract import _is_channels_last, _placed
-    from t2c_captum.pipeline import fit_aligner, fit_from_store, load_target
     from t2c_captum.testing import make_world_jpegs
 
     if args.backbone is None:

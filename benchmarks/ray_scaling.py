@@ -41,10 +41,12 @@ def main() -> None:
     from pipeline_overhead import make_jpegs
 
     from t2c_captum.aligners import LinearAligner
+    from t2c_captum.aligners.fit import fit_from_store
+    from t2c_captum.aligners.loading import load_target
+    from t2c_captum.aligners.streaming import FitStatistics
     from t2c_captum.backbones import load_backbone
     from t2c_captum.features import extract_features
     from t2c_captum.features.ray_backend import connect, extract_features_ray
-    from t2c_captum.pipeline import fit_from_store, load_target
 
     bb, tg = load_backbone(args.backbone), load_target(args.target)
     encoders = {"source": bb, "target": tg}
@@ -76,13 +78,13 @@ def main() -> None:
                 shard_size=args.shard_size,
                 batch_size=args.batch_size,
                 num_workers=workers,
-                stats_keys=("source", "target"),
+                summary=FitStatistics(),
                 progress=False,
                 precision="fp32",
             )
             seconds = time.perf_counter() - t0
-            aligner = LinearAligner().add_stats(*stats)
-            aligner._ensure_solved()
+            aligner = LinearAligner().add_stats(*FitStatistics.combine(stats))
+            aligner.solve()
             rel = float((aligner.weight_ - reference.weight_).norm() / reference.weight_.norm())
             row = {"workers": workers, "img_s": args.n / seconds, "seconds": seconds, "fit_rel_diff": rel}
             out["runs"].append(row)

@@ -103,8 +103,8 @@ def photos(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
 
 @torch.no_grad()
 def world(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    from t2c_captum.aligners.loading import load_target
     from t2c_captum.data import DecodeOnce, open_source
-    from t2c_captum.pipeline import load_target
     from t2c_captum.testing import make_world_jpegs
     from t2c_captum.world.generator import FACTORS
     from t2c_captum.world.zeroshot import zero_shot_weights

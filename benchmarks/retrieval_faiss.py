@@ -33,8 +33,8 @@ from _synthetic import timed as _timed  # noqa: E402
 from _synthetic import write_clustered_store  # noqa: E402
 
 from t2c_captum.concepts import ConceptBank  # noqa: E402
-from t2c_captum.faiss_index import FaissIndex  # noqa: E402
 from t2c_captum.retrieval import Retriever  # noqa: E402
+from t2c_captum.retrieval.faiss_index import FaissIndex  # noqa: E402
 
 QUERIES = ['"c0"', '"c1">z2 & ~"c2"', '"c3" | "c4">q0.999', '"c5">0.3 & "c6"']
 

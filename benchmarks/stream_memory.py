@@ -70,7 +70,7 @@ def _step(step: str, path: str, aligner_path: str, k: int) -> dict[str, Any]:
 
     store = FeatureStore(path)
     if step == "fit":
-        from t2c_captum.pipeline import fit_from_store
+        from t2c_captum.aligners.fit import fit_from_store
 
         aligner = fit_from_store(store, LinearAligner())
         aligner.save(aligner_path)

@@ -1,6 +1,6 @@
 """Concept-to-text on the concept world: do decoded captions name what is in the image?
 
-The world decoder (``t2c_captum.decoders.world.world_decoder``: a small GPT-2 trained on the captions
+The world decoder (``t2c_captum.world.decoder.world_decoder``: a small GPT-2 trained on the captions
 of 2400 training images embedded by the tiny CLIP's text encoder, text only) decodes
 
 * the tiny CLIP's own image embeddings of test images (``--split val`` for val images: tune there);
@@ -44,9 +44,9 @@ def main() -> None:
     parser.add_argument("--no-project", action="store_true", help="decode without the text-memory projection")
     args = parser.parse_args()
 
-    from t2c_captum.decoders.world import caption_accuracy, world_decoder, world_shift_captions
     from t2c_captum.features import extract_features
     from t2c_captum.world.adapters import WORLD_BACKBONES, fit_world_aligner, world_source
+    from t2c_captum.world.decoder import caption_accuracy, world_decoder, world_shift_captions
     from t2c_captum.world.weights import weights_digest
 
     start = time.perf_counter()

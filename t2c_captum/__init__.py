@@ -8,10 +8,9 @@ every part through pluggy hooks.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from ._exceptions import (
     CheckpointFormatError,
+    ConfigurationError,
     DataError,
     DimensionMismatchError,
     DuplicateNameError,
@@ -22,6 +21,7 @@ from ._exceptions import (
     UnknownNameError,
     WorldError,
 )
+from ._version import __version__
 from .aligners import (
     Aligner,
     AlignmentMetrics,
@@ -32,6 +32,8 @@ from .aligners import (
     load_aligner,
     make_aligner,
 )
+from .aligners.loading import load_target
+from .alignment import EvalReport, FitReport, evaluate_store, fit_aligner
 from .backbones import Backbone, ModuleBackbone, load_backbone, module_backbone
 from .cbm import CBMReport, ConceptBottleneck
 from .concepts import (
@@ -54,7 +56,6 @@ from .decoders import (
 )
 from .features import ExtractOptions, FeatureStore, extract_features
 from .hookspecs import hookimpl
-from .pipeline import EvalReport, FitReport, evaluate_store, fit_aligner, load_target
 from .plugins import get_plugin_manager, get_registries
 from .probes import Probe, ProbeScores, attach, load_probe
 from .retrieval import RetrievalResult, Retriever, parse_query
@@ -71,6 +72,7 @@ __all__ = [
     "ConceptBank",
     "ConceptBottleneck",
     "CheckpointFormatError",
+    "ConfigurationError",
     "DataError",
     "DimensionMismatchError",
     "DuplicateNameError",

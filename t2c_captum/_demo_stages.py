@@ -121,7 +121,7 @@ def _explain(bank: Any, backbone: Any, aligner: Any, source: Any, n: int) -> dic
 def _decoder(
     space: Any, backbones: dict, aligners: dict, store: Any, source: Any, n: int, n_shift: int
 ) -> list[dict]:
-    from .decoders.world import caption_accuracy, world_decoder, world_shift_captions
+    from .world.decoder import caption_accuracy, world_decoder, world_shift_captions
     from .world.tasks import SHIFT_TASKS
 
     t0 = time.perf_counter()

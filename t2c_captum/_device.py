@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import torch
 
+from ._exceptions import ConfigurationError
+
 __all__ = [
     "PRECISIONS",
     "autocast",
@@ -50,7 +52,7 @@ def resolve_precision(device: str | torch.device | None, precision: str = "auto"
     support bf16.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise ConfigurationError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision != "auto":
         return precision
     kind = resolve_device(device).type

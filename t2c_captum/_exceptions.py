@@ -11,6 +11,7 @@ Every error the library raises on bad input derives from :class:`T2CError` and s
     ├── IncompatibleArtifactError a saved aligner/decoder loaded for a different backbone or space
     ├── CheckpointFormatError     a checkpoint that is not safetensors (or is corrupted)
     ├── NotFittedError            an aligner or classifier used before ``fit``
+    ├── ConfigurationError        a setting out of range (a negative alpha, an unknown pool or precision)
     └── WorldError                bad concept-world settings, or missing/corrupted world weights
 """
 
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "CheckpointFormatError",
+    "ConfigurationError",
     "DataError",
     "DimensionMismatchError",
     "DuplicateNameError",
@@ -87,3 +89,7 @@ class NotFittedError(T2CError, RuntimeError):
 
 class WorldError(T2CError, ValueError):
     """Bad concept-world settings or weights."""
+
+
+class ConfigurationError(T2CError, ValueError):
+    """A setting out of range or not one of its choices; the message names the accepted values."""

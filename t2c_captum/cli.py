@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ._exceptions import T2CError
@@ -21,6 +20,8 @@ from .commands._common import (
     extraction_options,
     load_models,
 )
+from .commands._console import ErrorBoundary, console
+from .commands._console import fail as _fail  # noqa: F401  (kept for one release: old import path)
 from .features.options import ExtractOptions
 
 app = typer.Typer(
@@ -34,8 +35,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=ErrorBoundary,
 )
-console = Console() if sys.stdout.isatty() else Console(width=120)  # logs and pipes: no wrapping
 
 DataOpt = Annotated[
     str,
@@ -45,11 +46,6 @@ DataOpt = Annotated[
         help="Images: a folder, a labelled ImageFolder tree, a CSV/TXT list, or world:SPLIT[:FACTOR].",
     ),
 ]
-def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False)
-    raise typer.Exit(code=2)
-
-
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{100 * value:.1f}%" if 0 <= value <= 1 else f"{value:.4g}"
@@ -87,10 +83,7 @@ def plugins_cmd(as_json: JsonOpt = False) -> None:
     probes with the backbone, layer and space they were fitted for."""
     from .plugins import list_parts
 
-    try:
-        parts = list_parts()
-    except T2CError as exc:
-        _fail(exc)
+    parts = list_parts()
     data = [
         {"kind": k, "name": e.name, "plugin": e.plugin, "description": e.description,
          **(_probe_fields(e.name) if k == "probes" else {})}
@@ -160,23 +153,20 @@ def fit_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit an aligner from BACKBONE features to SPACE embeddings and report its held-out quality."""
-    from .pipeline import fit_aligner
+    from .alignment import fit_aligner
 
-    try:
-        bb, tg = load_models(backbone, space, layer, checkpoint, space_checkpoint, pretrained)
-        params = {"alpha": alpha} if (alpha is not None and kind == "linear") else {}
-        aligner, report = fit_aligner(
-            bb,
-            tg,
-            data,
-            eval_data=eval_data,
-            kind=kind,
-            aligner_params=params,
-            **extraction.as_dict(),
-        )
-        saved = aligner.save(out)
-    except T2CError as exc:
-        _fail(exc)
+    bb, tg = load_models(backbone, space, layer, checkpoint, space_checkpoint, pretrained)
+    params = {"alpha": alpha} if (alpha is not None and kind == "linear") else {}
+    aligner, report = fit_aligner(
+        bb,
+        tg,
+        data,
+        eval_data=eval_data,
+        kind=kind,
+        aligner_params=params,
+        extraction=extraction,
+    )
+    saved = aligner.save(out)
     if as_json:
         typer.echo(json.dumps({**report.as_dict(), "saved": str(saved)}, indent=2, default=str))
         return
@@ -226,14 +216,11 @@ def eval_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure a saved aligner on new images: R², mean cosine, zero-shot accuracy (if labelled)."""
-    from .pipeline import evaluate_store
+    from .alignment import evaluate_store
 
-    try:
-        al, bb, tg = _load_pair(aligner, backbone, space, checkpoint, space_checkpoint)
-        store = extraction.extract(data, {"source": bb, "target": tg}, label="eval")
-        report = evaluate_store(al, store, bb, tg, split=str(data))
-    except T2CError as exc:
-        _fail(exc)
+    al, bb, tg = _load_pair(aligner, backbone, space, checkpoint, space_checkpoint)
+    store = extraction.extract(data, {"source": bb, "target": tg}, label="eval")
+    report = evaluate_store(al, store, bb, tg, split=str(data))
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
         return
@@ -274,35 +261,32 @@ def classify_cmd(
     from .spaces import imagenet_templates
     from .zeroshot import ZeroShotClassifier
 
-    try:
-        if not classes and not vocabulary:
-            raise T2CError("give the classes: --classes 'cat,dog' or --vocabulary imagenet")
-        names = (
-            [c.strip() for c in classes.split(",") if c.strip()]
-            if classes
-            else load_vocabulary(str(vocabulary))
+    if not classes and not vocabulary:
+        raise T2CError("give the classes: --classes 'cat,dog' or --vocabulary imagenet")
+    names = (
+        [c.strip() for c in classes.split(",") if c.strip()]
+        if classes
+        else load_vocabulary(str(vocabulary))
+    )
+    al, bb, tg = _load_pair(aligner, backbone, None, checkpoint, space_checkpoint)
+    tmpl = {"space": None, "imagenet": imagenet_templates(), "simple": imagenet_templates(True)}
+    chosen = tmpl.get(templates, [templates])
+    clf = ZeroShotClassifier(tg, names, chosen, aligner=al)
+    source = open_images(images)
+    rows: list[dict[str, Any]] = []
+    for i in range(min(limit, len(source))):
+        img, _ = source.load(i)
+        with torch.no_grad():
+            result = clf.predict(bb(bb.preprocess(img).unsqueeze(0)), k=top_k)
+        rows.append(
+            {
+                "image": source.describe(i),
+                "top": [
+                    {"class": n, "prob": float(p)}
+                    for n, p in zip(result.names()[0], result.probs[0].tolist(), strict=True)
+                ],
+            }
         )
-        al, bb, tg = _load_pair(aligner, backbone, None, checkpoint, space_checkpoint)
-        tmpl = {"space": None, "imagenet": imagenet_templates(), "simple": imagenet_templates(True)}
-        chosen = tmpl.get(templates, [templates])
-        clf = ZeroShotClassifier(tg, names, chosen, aligner=al)
-        source = open_images(images)
-        rows: list[dict[str, Any]] = []
-        for i in range(min(limit, len(source))):
-            img, _ = source.load(i)
-            with torch.no_grad():
-                result = clf.predict(bb(bb.preprocess(img).unsqueeze(0)), k=top_k)
-            rows.append(
-                {
-                    "image": source.describe(i),
-                    "top": [
-                        {"class": n, "prob": float(p)}
-                        for n, p in zip(result.names()[0], result.probs[0].tolist(), strict=True)
-                    ],
-                }
-            )
-    except T2CError as exc:
-        _fail(exc)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -321,16 +305,13 @@ def demo_cmd(
     """The main job, offline: align the concept world's backbones to its tiny CLIP and report."""
     from .demo import run_demo
 
-    try:
-        summary = run_demo(
-            n_train=n_train,
-            n_test=n_test,
-            out=out,
-            progress=not as_json,
-            console=None if as_json else console,
-        )
-    except T2CError as exc:
-        _fail(exc)
+    summary = run_demo(
+        n_train=n_train,
+        n_test=n_test,
+        out=out,
+        progress=not as_json,
+        console=None if as_json else console,
+    )
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
 

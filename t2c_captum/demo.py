@@ -12,9 +12,10 @@ from rich.table import Table
 
 from ._io import atomic_write_json
 from .aligners import make_aligner
+from .aligners.fit import fit_from_store
+from .alignment import evaluate_store
 from .backbones import load_backbone
 from .features import extract_features
-from .pipeline import evaluate_store, fit_from_store
 from .spaces import load_space
 
 __all__ = ["DEMO_BACKBONES", "DEMO_FACTORS", "run_demo"]

@@ -103,3 +103,15 @@ def register_decoders(register: Register) -> None:
 
     .. versionadded:: 0.2
     """
+
+
+@hookspec
+def register_sources(register: Register) -> None:
+    """Register image-source schemes: ``SCHEME:REST`` data specs (``world:test:shape:50``).
+
+    :param register: call ``register(scheme, opener, description="")``; ``opener(rest, **options)``
+        must return a :class:`t2c_captum.data.ImageSource` for the text after ``SCHEME:``. The spec
+        then works wherever images are given (``--data SCHEME:...``, ``open_source``).
+
+    .. versionadded:: 0.2
+    """

@@ -50,6 +50,7 @@ HOOK_REGISTRIES: dict[str, str] = {
     "register_probes": "probes",
     "register_concept_vocabularies": "vocabularies",
     "register_decoders": "decoders",
+    "register_sources": "sources",
 }
 
 _ADD_HINT = "Install a plugin that provides it, or register it with a @hookimpl (see docs/plugins.md)."
@@ -65,6 +66,7 @@ class Registries:
     probes: Registry[Any] = field(default_factory=lambda: Registry("probe", _ADD_HINT))
     vocabularies: Registry[Any] = field(default_factory=lambda: Registry("concept vocabulary", _ADD_HINT))
     decoders: Registry[Any] = field(default_factory=lambda: Registry("decoder", _ADD_HINT))
+    sources: Registry[Any] = field(default_factory=lambda: Registry("image source", _ADD_HINT))
 
     def all(self) -> dict[str, Registry[Any]]:
         """The registries by attribute name."""

@@ -27,8 +27,9 @@ from .backbones import Backbone, load_backbone, module_backbone
 from .concepts import ConceptBank, Vocabulary, contrast_scores, default_vocabulary, resolve_vocabulary
 from .concepts.scores import top_concepts
 from .data import ImageSource, open_source
+from .features import ExtractOptions
 
-__all__ = ["Probe", "ProbeScores", "attach", "load_probe"]
+__all__ = ["AlignedData", "Probe", "ProbeScores", "attach", "backbone_features", "load_aligned", "load_probe"]
 
 Images = Any  # a tensor [N, 3, H, W] of preprocessed images, a list of PIL images or arrays, or a source
 
@@ -233,7 +234,7 @@ def load_probe(
     elif given is not None and space is None:
         target = given.space
     else:
-        from .pipeline import load_target
+        from .aligners.loading import load_target
 
         target = load_target(space or aligner.target_.get("id", ""), checkpoint=space_checkpoint)
     return Probe(bb, target, aligner, vocabulary=vocabulary if vocabulary is not None else
@@ -283,7 +284,8 @@ def attach(
         ...                    data="photos/")
         >>> probe.scores("photos/").top(5)
     """
-    from .pipeline import fit_aligner, load_target
+    from .aligners.loading import load_target
+    from .alignment import fit_aligner
 
     backbone = model if isinstance(model, Backbone) else module_backbone(
         model, layer=layer, preprocess=preprocess, input_size=input_size, name=name
@@ -301,3 +303,28 @@ def attach(
         fitted = getattr(loaded, "aligner", loaded) or load_aligner(aligner)
     return Probe(backbone, target, fitted, vocabulary=vocabulary, name=name or backbone.name)
 
+
+@dataclass
+class AlignedData:
+    """A saved aligner (or a registered probe) with its backbone and space, ready to score images."""
+
+    aligner: Any
+    backbone: Any
+    space: Any
+    vocabulary: Any = None  # the probe's default concepts (None: the space's default vocabulary)
+
+    def features(self, data: Any, extraction: ExtractOptions | None = None) -> Any:
+        """A feature store (key ``source``) of the backbone's features of ``data``."""
+        return backbone_features(data, self.backbone, extraction)
+
+
+def backbone_features(data: Any, backbone: Any, extraction: ExtractOptions | None = None) -> Any:
+    """A feature store (key ``source``) of ``backbone``'s features of ``data``."""
+    return (extraction or ExtractOptions()).extract(data, {"source": backbone})
+
+
+def load_aligned(aligner: str, backbone: str | None = None, checkpoint: str | None = None) -> AlignedData:
+    """A saved aligner or a registered probe's, with the backbone and space recorded in it (checked
+    to match)."""
+    probe = load_probe(aligner, backbone=backbone, checkpoint=checkpoint)
+    return AlignedData(probe.aligner, probe.backbone, probe.space, probe.vocabulary)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ._exceptions import DuplicateNameError, UnknownNameError
+from ._exceptions import ConfigurationError, DuplicateNameError, UnknownNameError
 
 __all__ = ["Registry", "RegistryEntry"]
 
@@ -45,7 +45,7 @@ class Registry(Generic[T]):
     def register(self, name: str, obj: T, *, plugin: str = "user", description: str = "") -> None:
         """Add ``obj`` under ``name``; a name registered twice raises :class:`DuplicateNameError`."""
         if not isinstance(name, str) or not name:
-            raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
+            raise ConfigurationError(f"a {self.kind} name must be a non-empty string, got {name!r}")
         if name in self._entries:
             first = self._entries[name].plugin
             raise DuplicateNameError(

@@ -193,3 +193,25 @@ def test_attach_fits_a_probe_for_any_module_in_one_call():
     assert again.aligner is probe.aligner
     with pytest.raises(T2CError, match="data="):
         attach(world_cnn.model, layer="activation", space="world-clip")
+
+
+def test_an_hf_hub_id_loads_a_probe_through_the_local_loading_code(saved_probe, monkeypatch, tmp_path):
+    import shutil
+
+    import huggingface_hub
+
+    fetched = []
+
+    def fake_download(repo_id, filename):
+        fetched.append((repo_id, filename))
+        target = tmp_path / filename
+        shutil.copy(saved_probe.with_name(filename), target)
+        return str(target)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    probe = load_probe("hf-hub:acme/world-probes/cnn")
+    assert fetched == [("acme/world-probes", "cnn.json"), ("acme/world-probes", "cnn.safetensors")]
+    assert (probe.backbone.name, probe.space.identity["id"]) == ("world-cnn", "world-clip")
+    local = load_probe(saved_probe)
+    images = open_source("world:test:shape:8")
+    torch.testing.assert_close(probe.scores(images, SHAPES).values, local.scores(images, SHAPES).values)

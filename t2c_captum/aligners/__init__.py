@@ -9,10 +9,12 @@ from .imported import ImportedAligner, import_aligner
 from .io import check_compatible, load_aligner, save_aligner
 from .linear import LinearAligner, SufficientStats
 from .sgd import SGDAligner
+from .streaming import FitStatistics
 
 __all__ = [
     "Aligner",
     "AlignmentMetrics",
+    "FitStatistics",
     "ImportedAligner",
     "LinearAligner",
     "SGDAligner",

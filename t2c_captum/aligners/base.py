@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._exceptions import DataError, DimensionMismatchError, NotFittedError
+from .._exceptions import ConfigurationError, DataError, DimensionMismatchError, NotFittedError
+from .io import load_aligner, save_aligner
 
 __all__ = ["Aligner", "AlignmentMetrics", "holdout_mask", "r2_score"]
 
@@ -96,7 +97,7 @@ class Aligner(nn.Module):
     def __init__(self, validation_fraction: float = 0.1) -> None:
         super().__init__()
         if not 0 <= validation_fraction < 1:
-            raise ValueError("validation_fraction must be in [0, 1)")
+            raise ConfigurationError("validation_fraction must be in [0, 1)")
         self.validation_fraction = validation_fraction
         self.register_buffer("weight_", torch.empty(0))
         self.register_buffer("bias_", torch.empty(0))
@@ -163,6 +164,12 @@ class Aligner(nn.Module):
     def is_fitted(self) -> bool:
         return bool(self.weight_.numel())
 
+    def solve(self) -> Aligner:
+        """Solve from what ``partial_fit``/``add_stats`` accumulated, now rather than at first use;
+        returns ``self``. Raises :class:`~t2c_captum.NotFittedError` when nothing was added."""
+        self._ensure_solved()
+        return self
+
     def _ensure_solved(self) -> None:
         if self._stale:
             self._solve()
@@ -210,15 +217,11 @@ class Aligner(nn.Module):
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``NAME.safetensors`` + ``NAME.json`` (see :mod:`t2c_captum.aligners.io`)."""
-        from .io import save_aligner
-
         return save_aligner(self, path)
 
     @classmethod
     def load(cls, path: str, **check: Any) -> Aligner:
         """Load an artifact; ``backbone=``/``space=`` are checked against what it was fitted for."""
-        from .io import load_aligner
-
         return load_aligner(path, **check)
 
     def extra_repr(self) -> str:

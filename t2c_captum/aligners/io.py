@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import (
     CheckpointFormatError,
@@ -17,8 +17,11 @@ from .._exceptions import (
     T2CError,
     UnknownNameError,
 )
+from .._identity import artifact_stem, identity_differences
 from .._io import atomic_write_json, atomic_write_tensors, load_state_dict_file, read_json
-from .base import Aligner
+
+if TYPE_CHECKING:  # base imports this module for Aligner.save/load
+    from .base import Aligner
 
 __all__ = [
     "ARTIFACT_FORMAT",
@@ -31,28 +34,18 @@ __all__ = [
 
 ARTIFACT_FORMAT = 1
 _TENSORS = ("weight_", "bias_", "x_mean_", "x_scale_")
-_COMPARED = ("id", "layer", "preprocess", "feature_dim", "embed_dim", "dim", "weights")
 
 
 def _library_version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
-
-
-def _stem(path: str | os.PathLike[str]) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        return p / "aligner"
-    if p.suffix in {".json", ".safetensors"}:
-        return p.with_suffix("")
-    return p
 
 
 def save_aligner(aligner: Aligner, path: str | os.PathLike[str]) -> Path:
     """Save a fitted aligner; returns the JSON path. Writes are atomic."""
     aligner._ensure_solved()
-    stem = _stem(path)
+    stem = artifact_stem(path, "aligner")
     d, D = aligner.dims or (0, 0)
     meta = {
         "format_version": ARTIFACT_FORMAT,
@@ -88,24 +81,18 @@ def resolve_artifact(path: str | os.PathLike[str], default_name: str = "aligner"
                 "Offline? Download both files and pass the local path instead."
             ) from exc
         return Path(files[0]).with_suffix("")
-    return _stem(text)
-
-
-def _diff(kind: str, saved: dict[str, Any], given: dict[str, Any]) -> list[str]:
-    out = []
-    for key in _COMPARED:
-        if key in saved and key in given and saved[key] != given[key]:
-            out.append(f"{kind}.{key}: saved {saved[key]!r}, given {given[key]!r}")
-    return out
+    return artifact_stem(text, "aligner")
 
 
 def check_compatible(aligner: Aligner, backbone: Any = None, space: Any = None) -> None:
     """Raise :class:`IncompatibleArtifactError` listing every field that differs."""
     problems: list[str] = []
     if backbone is not None:
-        problems += _diff("backbone", aligner.source_, dict(backbone.identity))
+        problems += identity_differences(
+            "aligner", aligner.source_, dict(backbone.identity), prefix="backbone."
+        )
     if space is not None:
-        problems += _diff("space", aligner.target_, dict(space.identity))
+        problems += identity_differences("aligner", aligner.target_, dict(space.identity), prefix="space.")
     if problems:
         raise IncompatibleArtifactError(
             "this aligner was fitted for a different model: "
@@ -135,12 +122,20 @@ def registered_probe(name: str) -> Any:
             "reinstall or update that plugin, or block it with T2C_BLOCK_PLUGINS"
         ) from exc
     aligner = getattr(loaded, "aligner", loaded)
-    if not isinstance(aligner, Aligner) or not aligner.is_fitted:
+    if not _is_fitted_aligner(aligner):
         raise PluginError(
             f"probe {name!r} from plugin {entry.plugin!r} loaded {type(loaded).__name__}, not a fitted "
             "aligner or probe; its loader must return Aligner.load(path) or a Probe"
         )
     return loaded
+
+
+def _is_fitted_aligner(obj: Any) -> bool:
+    """An object with an aligner's fitted interface (checked by shape: this module sits below
+    :class:`~t2c_captum.aligners.base.Aligner`)."""
+    return all(callable(getattr(obj, m, None)) for m in ("transform", "save")) and (
+        getattr(obj, "is_fitted", False) is True and isinstance(getattr(obj, "source_", None), dict)
+    )
 
 
 def load_aligner(path: str | os.PathLike[str], backbone: Any = None, space: Any = None) -> Aligner:
@@ -179,11 +174,26 @@ def load_aligner(path: str | os.PathLike[str], backbone: Any = None, space: Any 
     missing = [k for k in _TENSORS if k not in tensors]
     if missing:
         raise CheckpointFormatError(f"{str(tensor_path)!r} lacks tensors {missing}")
+    aligner = aligner_from_state(meta, tensors, cls=cls)
+    check_compatible(aligner, backbone, space)
+    return aligner
+
+
+def aligner_from_state(
+    meta: dict[str, Any], tensors: dict[str, Any], prefix: str = "", *, cls: type[Aligner] | None = None
+) -> Aligner:
+    """A fitted aligner from an artifact's metadata (``kind``, ``params``, ``source``, ``target``,
+    ``fit_stats``) and its tensors, stored as ``PREFIXweight_``, ``PREFIXbias_``, ``PREFIXx_mean_`` and
+    ``PREFIXx_scale_`` (the caller checks that they are there). ``cls``: the class of ``meta["kind"]``;
+    default: looked up in the aligner registry."""
+    if cls is None:
+        from ..plugins import get_registries
+
+        cls = get_registries().aligners.get(meta["kind"])
     aligner = cls(**meta.get("params", {}))
     for name in _TENSORS:
-        setattr(aligner, name, tensors[name])
+        setattr(aligner, name, tensors[prefix + name])
     aligner.source_ = meta.get("source", {})
     aligner.target_ = meta.get("target", {})
     aligner.fit_stats_ = meta.get("fit_stats", {})
-    check_compatible(aligner, backbone, space)
     return aligner

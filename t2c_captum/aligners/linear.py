@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._exceptions import DataError
+from .._exceptions import ConfigurationError, DataError
 from .base import Aligner
 
 __all__ = ["LinearAligner", "SufficientStats"]
@@ -136,6 +136,8 @@ def _set(stats: SufficientStats, name: str, value: torch.Tensor) -> None:
 CHUNK_ROWS = 16384
 #: rows whose products are summed in float32 before they are added to the float64 totals
 FLUSH_ROWS = 65536
+#: features from which the alpha search decomposes the correlation matrix in float32 on the CPU
+FLOAT32_SPECTRUM_DIM = 512
 
 
 class _Products:
@@ -249,7 +251,7 @@ class _Problem:
             hxx, hxy, hyy = held.centered(self.mx, self.my)
             held_var = hyy - held.n * ((held.mean_y - self.my) ** 2).sum()
             self.held = (hxx.div_(outer), hxy.div_(self.scale[:, None]), hyy, held_var)
-        self._spectrum: _Spectrum | None = None
+        self._spectra: dict[torch.dtype, _Spectrum] = {}
 
     def solve(self, alpha: float) -> torch.Tensor:
         """Standardised coefficients ``[d, D]`` for one strength: a Cholesky solve, or the spectrum's
@@ -258,14 +260,21 @@ class _Problem:
         system.diagonal().add_(alpha)
         chol, info = torch.linalg.cholesky_ex(system)
         if int(info) != 0:
-            return self.spectrum().coef(alpha)
+            return self.spectrum(torch.float64).coef(alpha)
         return torch.cholesky_solve(self.corr_xy, chol)
 
-    def spectrum(self) -> _Spectrum:
-        """The eigendecomposition of the problem (computed once)."""
-        if self._spectrum is None:
-            self._spectrum = _Spectrum(self)
-        return self._spectrum
+    def spectrum(self, dtype: torch.dtype | None = None) -> _Spectrum:
+        """The eigendecomposition of the problem, in ``dtype`` (computed once per dtype). Default:
+        float32 on the CPU from :data:`FLOAT32_SPECTRUM_DIM` features up, where the statistics'
+        products are float32 too (the decomposition is twice as fast, 0.5 s instead of 1 s at 2,048,
+        and its rounding no larger than theirs); float64 for fewer features (milliseconds either
+        way) and on GPUs."""
+        if dtype is None:
+            large = self.corr.shape[0] >= FLOAT32_SPECTRUM_DIM
+            dtype = torch.float32 if self.corr.device.type == "cpu" and large else torch.float64
+        if dtype not in self._spectra:
+            self._spectra[dtype] = _Spectrum(self, dtype)
+        return self._spectra[dtype]
 
     @staticmethod
     def _sse(coef: torch.Tensor, sxx: torch.Tensor, sxy: torch.Tensor, syy: torch.Tensor) -> float:
@@ -281,11 +290,13 @@ class _Problem:
         return 1.0 - self.n * self._sse(coef, self.corr, self.corr_xy, self.syy / self.n) / float(self.syy)
 
 
-def _rounding_level(lam: torch.Tensor, device: torch.device) -> float:
+def _rounding_level(lam: torch.Tensor, device: torch.device, dtype: torch.dtype = torch.float64) -> float:
     """The eigenvalue size below which ``corr``'s spectrum is rounding noise: three times the most
     negative eigenvalue (a Gram matrix has none; rounding makes them, about as large as the noise on
-    the positive side), and at least the products' precision (float32 on the CPU) times the largest."""
-    products_eps = torch.finfo(torch.float64 if device.type == "cuda" else torch.float32).eps
+    the positive side), and at least the precision of the products (float32 on the CPU) or of the
+    decomposition (``dtype``), whichever is coarser, times the largest."""
+    products = torch.float64 if device.type == "cuda" else torch.float32
+    products_eps = max(torch.finfo(products).eps, torch.finfo(dtype).eps)
     largest = float(lam.max().clamp_min(0))
     return max(3 * float((-lam.min()).clamp_min(0)), products_eps * largest, 1e-300)
 
@@ -302,16 +313,17 @@ class _Spectrum:
     ``lstsq`` gives.
     """
 
-    def __init__(self, problem: _Problem) -> None:
-        lam, self.V = torch.linalg.eigh(problem.corr)
+    def __init__(self, problem: _Problem, dtype: torch.dtype = torch.float64) -> None:
+        lam, self.V = torch.linalg.eigh(problem.corr.to(dtype))
+        lam = lam.double()
         self.lam = lam.clamp_min(0)
-        self.floor = _rounding_level(lam, problem.corr.device)
-        self.R = self.V.T @ problem.corr_xy
+        self.floor = _rounding_level(lam, problem.corr.device, dtype)
+        self.R = self.V.T @ problem.corr_xy.to(dtype)
         self.held: tuple[torch.Tensor, torch.Tensor, float, float] | None = None
         if problem.held is not None:
             hxx, hxy, hyy, held_var = problem.held
-            lin = (self.R * (self.V.T @ hxy)).sum(1)
-            quad = (self.V.T @ hxx @ self.V) * (self.R @ self.R.T)
+            lin = (self.R * (self.V.T @ hxy.to(dtype))).sum(1).double()
+            quad = ((self.V.T @ hxx.to(dtype) @ self.V) * (self.R @ self.R.T)).double()
             self.held = (lin, quad, float(hyy), float(held_var))
 
     def gains(self, alpha: float) -> torch.Tensor:
@@ -320,7 +332,7 @@ class _Spectrum:
         return torch.where(usable, 1.0 / torch.where(usable, total, torch.ones_like(total)), 0.0)
 
     def coef(self, alpha: float) -> torch.Tensor:
-        return self.V @ (self.gains(alpha)[:, None] * self.R)
+        return (self.V @ (self.gains(alpha).to(self.V.dtype)[:, None] * self.R)).double()
 
     def held_r2(self, alpha: float) -> float:
         if self.held is None:
@@ -364,7 +376,7 @@ class LinearAligner(Aligner):
     ) -> None:
         super().__init__(validation_fraction=validation_fraction)
         if alpha is not None and alpha < 0:
-            raise ValueError("alpha must be >= 0")
+            raise ConfigurationError("alpha must be >= 0")
         self.alpha = alpha
         self.alphas = tuple(float(a) for a in alphas) if alphas is not None else None
         self.device = device
@@ -465,4 +477,11 @@ class LinearAligner(Aligner):
                 score(centre * 10**step)
                 score(centre * 10**-step)
         chosen = best()
-        return chosen, spectrum.coef(chosen), sorted(tried.items())
+        # strengths are scored in the spectrum's precision; the chosen one is solved in float64: by
+        # Cholesky where every direction is usable at that strength, else on the float64 spectrum
+        # (minimum-norm on directions at rounding level)
+        if bool((spectrum.lam + chosen > spectrum.floor).all()):
+            coef = problem.solve(chosen)
+        else:
+            coef = problem.spectrum(torch.float64).coef(chosen)
+        return chosen, coef, sorted(tried.items())

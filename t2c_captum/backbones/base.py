@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._exceptions import DimensionMismatchError, T2CError
+from .._exceptions import ConfigurationError, DimensionMismatchError, T2CError
 
 __all__ = ["Backbone", "ModuleBackbone", "last_linear_name", "pool_features"]
 
@@ -23,12 +23,12 @@ def pool_features(out: torch.Tensor, pool: str = "avg") -> torch.Tensor:
     flattened.
     """
     if pool not in {"avg", "max", "cls", "flatten"}:
-        raise ValueError(f"pool must be avg, max, cls or flatten, got {pool!r}")
+        raise ConfigurationError(f"pool must be avg, max, cls or flatten, got {pool!r}")
     if out.dim() == 2 or pool == "flatten":
         return out.flatten(1)
     if out.dim() == 4:
         if pool == "cls":
-            raise ValueError("pool='cls' needs a token sequence [N, T, C], got a spatial map")
+            raise ConfigurationError("pool='cls' needs a token sequence [N, T, C], got a spatial map")
         return out.amax(dim=(2, 3)) if pool == "max" else out.mean(dim=(2, 3))
     if out.dim() == 3:
         if pool == "cls":

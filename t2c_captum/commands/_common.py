@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
 
 from .._device import PRECISIONS
-from ..concepts import ConceptBank, Vocabulary, default_vocabulary, resolve_vocabulary
+from ..concepts.bank import make_bank
 from ..features.options import BACKENDS, ExtractOptions
+from ..probes import AlignedData, backbone_features, load_aligned
 
 __all__ = [
     "AlignedData",
@@ -53,8 +53,8 @@ def load_models(
     pretrained: bool,
 ) -> tuple[Any, Any]:
     """The backbone (at ``layer``) and the target space (or backbone) a command names."""
+    from ..aligners.loading import load_target
     from ..backbones import load_backbone
-    from ..pipeline import load_target
 
     bb = load_backbone(backbone, layer=layer, checkpoint=checkpoint, pretrained=pretrained or None)
     return bb, load_target(space, checkpoint=space_checkpoint)
@@ -148,14 +148,8 @@ def extraction_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def run(**kwargs: Any) -> Any:
-        from .._exceptions import T2CError
-        from ..cli import _fail
-
         flags = {_RENAMED.get(name, name): kwargs.pop(name) for name in _FLAGS}
-        try:
-            extraction = ExtractOptions(**flags, progress=not kwargs.get("as_json", False))
-        except T2CError as exc:
-            _fail(exc)
+        extraction = ExtractOptions(**flags, progress=not kwargs.get("as_json", False))
         return command(extraction=extraction, **kwargs)
 
     run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
@@ -174,43 +168,3 @@ VocabularyOpt = Annotated[
 ConceptsOpt = Annotated[
     str | None, typer.Option("--concepts", "-c", help="Comma-separated concepts (instead of a vocabulary).")
 ]
-
-
-@dataclass
-class AlignedData:
-    """A saved aligner (or a registered probe) with its backbone and space, ready to score images."""
-
-    aligner: Any
-    backbone: Any
-    space: Any
-    vocabulary: Any = None  # the probe's default concepts (None: the space's default vocabulary)
-
-    def features(self, data: Any, extraction: ExtractOptions | None = None) -> Any:
-        """A feature store (key ``source``) of the backbone's features of ``data``."""
-        return backbone_features(data, self.backbone, extraction)
-
-
-def backbone_features(data: Any, backbone: Any, extraction: ExtractOptions | None = None) -> Any:
-    """A feature store (key ``source``) of ``backbone``'s features of ``data``."""
-    return (extraction or ExtractOptions()).extract(data, {"source": backbone})
-
-
-def load_aligned(aligner: str, backbone: str | None = None, checkpoint: str | None = None) -> AlignedData:
-    """A saved aligner or a registered probe's, with the backbone and space recorded in it (checked
-    to match)."""
-    from ..probes import load_probe
-
-    probe = load_probe(aligner, backbone=backbone, checkpoint=checkpoint)
-    return AlignedData(probe.aligner, probe.backbone, probe.space, probe.vocabulary)
-
-
-def make_bank(space: Any, vocabulary: str | None, concepts: str | None, default: Any = None) -> ConceptBank:
-    """A concept bank from ``--concepts a,b,c`` or ``--vocabulary NAME``.
-
-    Without either: ``default`` (a probe's own vocabulary), else the space's ``default_vocabulary``
-    (``world`` for the concept world's tiny CLIP, ``visual`` for other spaces).
-    """
-    if concepts:
-        return ConceptBank.build(space, Vocabulary([c.strip() for c in concepts.split(",") if c.strip()]))
-    chosen = vocabulary or default or default_vocabulary(space)
-    return ConceptBank.build(space, resolve_vocabulary(chosen) if isinstance(chosen, str) else chosen)

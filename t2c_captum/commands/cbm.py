@@ -101,27 +101,24 @@ def fit_cmd(
 ) -> None:
     """Fit a sparse concept bottleneck on labelled images; sparsity chosen on --val-data."""
     from ..cbm import ConceptBottleneck
-    from ..cli import T2CError, _fail, console
+    from ._console import console
 
-    try:
-        pair = load_aligned(aligner, backbone, checkpoint)
-        bank = make_bank(pair.space, vocabulary, concepts, pair.vocabulary)
-        train, val = (
-            backbone_features(d, pair.backbone, extraction) for d in (data, val_data)
-        )
-        cbm = ConceptBottleneck(
-            bank,
-            pair.aligner,
-            l1_ratio=l1_ratio,
-            tolerance=tolerance,
-            max_nonzero_per_class=max_per_class,
-            probe=probe,
-        )
-        cbm.fit_stores(train, val)
-        path = cbm.save(out)
-        report = cbm.report()
-    except T2CError as exc:
-        _fail(exc)
+    pair = load_aligned(aligner, backbone, checkpoint)
+    bank = make_bank(pair.space, vocabulary, concepts, pair.vocabulary)
+    train, val = (
+        backbone_features(d, pair.backbone, extraction) for d in (data, val_data)
+    )
+    cbm = ConceptBottleneck(
+        bank,
+        pair.aligner,
+        l1_ratio=l1_ratio,
+        tolerance=tolerance,
+        max_nonzero_per_class=max_per_class,
+        probe=probe,
+    )
+    cbm.fit_stores(train, val)
+    path = cbm.save(out)
+    report = cbm.report()
     if as_json:
         typer.echo(json.dumps({"saved": str(path), **report.as_dict()}, indent=2))
         return
@@ -150,15 +147,12 @@ def eval_cmd(
 ) -> None:
     """Accuracy of a concept bottleneck (and of its dense probe) on labelled images."""
     from ..cbm import labelled_features
-    from ..cli import T2CError, _fail, console
+    from ._console import console
 
-    try:
-        cbm, bb = _load_cbm(model, backbone, checkpoint)
-        store = backbone_features(data, bb, extraction)
-        x, y, names = labelled_features(store, cbm.aligner)
-        result = {"data": data, **cbm.evaluate(x, _remap(y, names, cbm.class_names_))}
-    except T2CError as exc:
-        _fail(exc)
+    cbm, bb = _load_cbm(model, backbone, checkpoint)
+    store = backbone_features(data, bb, extraction)
+    x, y, names = labelled_features(store, cbm.aligner)
+    result = {"data": data, **cbm.evaluate(x, _remap(y, names, cbm.class_names_))}
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -188,34 +182,31 @@ def explain_cmd(
     """Predict images and show the concepts that contributed most (signed) to each prediction."""
     from torch.utils.data import Subset
 
-    from ..cli import T2CError, _fail, console
     from ..data import ImageSource, open_images
+    from ._console import console
 
-    try:
-        cbm, bb = _load_cbm(model, backbone, checkpoint)
-        source = open_images(images)
-        if len(source) > limit:
-            items = source.items
-            head = items[:limit] if isinstance(items, list) else Subset(items, range(limit))  # type: ignore[arg-type]
-            source = ImageSource(head, name=source.name)
-        options = ExtractOptions(batch_size=batch_size, device=device, progress=False)
-        store = backbone_features(source, bb, options)
-        data = store.load(["source"])
-        exp = cbm.explain(data["source"])
-        probs = cbm.predict_proba(data["source"])
-        rows = [
-            {
-                "image": source.describe(int(idx)),
-                "prediction": exp.class_names[int(exp.predictions[r])],
-                "prob": float(probs[r, exp.predictions[r]]),
-                "intercept": float(exp.intercept[exp.predictions[r]]),
-                "logit": float(exp.logits[r, exp.predictions[r]]),
-                "top": [{"concept": c, "contribution": v} for c, v in exp.top(r, top_k)],
-            }
-            for r, idx in enumerate(data["indices"].tolist())
-        ]
-    except T2CError as exc:
-        _fail(exc)
+    cbm, bb = _load_cbm(model, backbone, checkpoint)
+    source = open_images(images)
+    if len(source) > limit:
+        items = source.items
+        head = items[:limit] if isinstance(items, list) else Subset(items, range(limit))  # type: ignore[arg-type]
+        source = ImageSource(head, name=source.name)
+    options = ExtractOptions(batch_size=batch_size, device=device, progress=False)
+    store = backbone_features(source, bb, options)
+    data = store.load(["source"])
+    exp = cbm.explain(data["source"])
+    probs = cbm.predict_proba(data["source"])
+    rows = [
+        {
+            "image": source.describe(int(idx)),
+            "prediction": exp.class_names[int(exp.predictions[r])],
+            "prob": float(probs[r, exp.predictions[r]]),
+            "intercept": float(exp.intercept[exp.predictions[r]]),
+            "logit": float(exp.logits[r, exp.predictions[r]]),
+            "top": [{"concept": c, "contribution": v} for c, v in exp.top(r, top_k)],
+        }
+        for r, idx in enumerate(data["indices"].tolist())
+    ]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

@@ -52,37 +52,34 @@ def concepts_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Name what a backbone sees: top concepts per image, and which concepts dominate the dataset."""
-    from ..cli import T2CError, _fail, console
     from ..concepts import contrast_scores, iter_store_scores, summarize_scores, top_concepts
     from ..data import open_source
+    from ._console import console
 
-    try:
-        pair = load_aligned(aligner, backbone, checkpoint)
-        bank = make_bank(pair.space, vocabulary, concepts, pair.vocabulary)
-        source = open_source(data)
-        store = pair.features(data, extraction)
-        chunks: list[torch.Tensor] = []
-        first: list[torch.Tensor] = []
-        shown: list[int] = []
-        for indices, scores in iter_store_scores(store, bank, pair.aligner):
-            chunks.append(scores)
-            take = max(0, min(limit - len(shown), len(indices)))
-            shown += indices[:take].tolist()
-            first.append(scores[:take])
-        summary = summarize_scores(chunks, bank, k=top_k)
-        head = torch.cat(first)
-        if contrast:
-            head = contrast_scores(head, bank)
-        elif relative:
-            head = (head - torch.from_numpy(summary.mean).float()) / torch.from_numpy(
-                summary.std + 1e-8
-            ).float()
-        per_image = [
-            {"image": source.describe(i), "top": best}
-            for i, best in zip(shown, top_concepts(head, bank, top_k), strict=True)
-        ]
-    except T2CError as exc:
-        _fail(exc)
+    pair = load_aligned(aligner, backbone, checkpoint)
+    bank = make_bank(pair.space, vocabulary, concepts, pair.vocabulary)
+    source = open_source(data)
+    store = pair.features(data, extraction)
+    chunks: list[torch.Tensor] = []
+    first: list[torch.Tensor] = []
+    shown: list[int] = []
+    for indices, scores in iter_store_scores(store, bank, pair.aligner):
+        chunks.append(scores)
+        take = max(0, min(limit - len(shown), len(indices)))
+        shown += indices[:take].tolist()
+        first.append(scores[:take])
+    summary = summarize_scores(chunks, bank, k=top_k)
+    head = torch.cat(first)
+    if contrast:
+        head = contrast_scores(head, bank)
+    elif relative:
+        head = (head - torch.from_numpy(summary.mean).float()) / torch.from_numpy(
+            summary.std + 1e-8
+        ).float()
+    per_image = [
+        {"image": source.describe(i), "top": best}
+        for i, best in zip(shown, top_concepts(head, bank, top_k), strict=True)
+    ]
     ranked = summary.ranked(limit=20)
     if as_json:
         typer.echo(json.dumps({"images": per_image, "summary": ranked, "n": summary.n}, indent=2))

@@ -20,7 +20,7 @@ StrategyOpt = Annotated[str, typer.Option(help="greedy, beam or nucleus.")]
 
 def _corpus(corpus: str, n_samples: int) -> Any:
     if corpus == "world":
-        from ..decoders.world import world_corpus
+        from ..world.decoder import world_corpus
 
         return world_corpus(n_samples)
     return corpus
@@ -66,39 +66,36 @@ def train_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Train a GPT-2-style caption decoder for SPACE on captions alone (the text-only DeCap recipe)."""
-    from ..cli import T2CError, _fail, console
     from ..decoders import PrefixDecoderConfig, TextTokenizer, TrainSettings, train_prefix_decoder
     from ..spaces import load_space
+    from ._console import console
 
-    try:
-        sp = load_space(space)
-        decoder = train_prefix_decoder(
-            sp,
-            _corpus(corpus, world_samples),
-            config=PrefixDecoderConfig(
-                embed_dim=sp.embed_dim,
-                prefix_length=prefix_length,
-                n_layer=layers,
-                n_embd=width,
-                n_head=heads,
-            ),
-            settings=TrainSettings(
-                steps=steps,
-                batch_size=batch_size,
-                lr=lr,
-                noise_std=noise_std,
-                seed=seed,
-                checkpoint_every=checkpoint_every,
-            ),
-            tokenizer=TextTokenizer("hf", tokenizer) if tokenizer else None,
-            out=out,
-            resume=resume,
-            progress=not as_json,
-            device=None if device == "auto" else device,
-            threads=threads,
-        )
-    except T2CError as exc:
-        _fail(exc)
+    sp = load_space(space)
+    decoder = train_prefix_decoder(
+        sp,
+        _corpus(corpus, world_samples),
+        config=PrefixDecoderConfig(
+            embed_dim=sp.embed_dim,
+            prefix_length=prefix_length,
+            n_layer=layers,
+            n_embd=width,
+            n_head=heads,
+        ),
+        settings=TrainSettings(
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            noise_std=noise_std,
+            seed=seed,
+            checkpoint_every=checkpoint_every,
+        ),
+        tokenizer=TextTokenizer("hf", tokenizer) if tokenizer else None,
+        out=out,
+        resume=resume,
+        progress=not as_json,
+        device=None if device == "auto" else device,
+        threads=threads,
+    )
     stats = {"decoder": str(out / "decoder.json"), **decoder.training_stats}
     if as_json:
         typer.echo(json.dumps(stats, indent=2, default=str))
@@ -194,81 +191,78 @@ def caption_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Decode images, feature vectors or directions into captions through the decoder's space."""
-    from ..cli import T2CError, _fail, console
     from ..decoders import caption_direction, caption_features, caption_images, load_decoder
     from ..decoders.generation import GenerationOptions
+    from ._console import console
 
     rows: list[dict[str, Any]] = []
-    try:
-        given = [x is not None for x in (data, vector, direction, unit)]
-        if sum(given) != 1:
-            from .._exceptions import DataError
+    given = [x is not None for x in (data, vector, direction, unit)]
+    if sum(given) != 1:
+        from .._exceptions import DataError
 
-            raise DataError("give exactly one of --data, --vector, --direction or --unit")
-        options = {"gpt": gpt} if gpt else {}
-        dec = load_decoder(decoder, **options)
-        gen: dict[str, Any] = {
-            "strategy": strategy,
-            "beam_size": beam_size,
-            "top_p": top_p,
-            "temperature": temperature,
-            "seed": seed,
-        }
-        GenerationOptions(**gen)
-        pair = None
-        if aligner is not None:
-            from ._common import load_aligned
+        raise DataError("give exactly one of --data, --vector, --direction or --unit")
+    options = {"gpt": gpt} if gpt else {}
+    dec = load_decoder(decoder, **options)
+    gen: dict[str, Any] = {
+        "strategy": strategy,
+        "beam_size": beam_size,
+        "top_p": top_p,
+        "temperature": temperature,
+        "seed": seed,
+    }
+    GenerationOptions(**gen)
+    pair = None
+    if aligner is not None:
+        from ._common import load_aligned
 
-            pair = load_aligned(aligner, backbone, checkpoint)
-            if hasattr(dec, "check_space"):
-                dec.check_space(identity=pair.aligner.target_)
-        if data is not None:
-            from ..data import open_source
+        pair = load_aligned(aligner, backbone, checkpoint)
+        if hasattr(dec, "check_space"):
+            dec.check_space(identity=pair.aligner.target_)
+    if data is not None:
+        from ..data import open_source
 
-            source = open_source(data)
-            if pair is not None:
-                captions = caption_images(
-                    dec, source, pair.backbone, pair.aligner, device=device, project=project, **gen
-                )
-            else:
-                from ..spaces import load_space
-
-                space = load_space(dec.space_identity.get("id", ""))
-                captions = caption_images(dec, source, space=space, device=device, project=project, **gen)
-            rows = [{"item": source.describe(i), "caption": c} for i, c in enumerate(captions)]
-        elif vector is not None:
-            x = _load_array(vector)
-            captions = (
-                caption_features(dec, x, pair.aligner, project=project, **gen)
-                if pair is not None
-                else dec.decode(x, project=project, **gen)
+        source = open_source(data)
+        if pair is not None:
+            captions = caption_images(
+                dec, source, pair.backbone, pair.aligner, device=device, project=project, **gen
             )
-            rows = [{"item": f"{vector.name}[{i}]", "caption": c} for i, c in enumerate(captions)]
         else:
-            import torch
+            from ..spaces import load_space
 
-            if unit is not None:
-                if pair is None:
-                    from .._exceptions import DataError
+            space = load_space(dec.space_identity.get("id", ""))
+            captions = caption_images(dec, source, space=space, device=device, project=project, **gen)
+        rows = [{"item": source.describe(i), "caption": c} for i, c in enumerate(captions)]
+    elif vector is not None:
+        x = _load_array(vector)
+        captions = (
+            caption_features(dec, x, pair.aligner, project=project, **gen)
+            if pair is not None
+            else dec.decode(x, project=project, **gen)
+        )
+        rows = [{"item": f"{vector.name}[{i}]", "caption": c} for i, c in enumerate(captions)]
+    else:
+        import torch
 
-                    raise DataError("--unit needs an ALIGNER (the unit is a feature of its backbone)")
-                d = int(pair.aligner.linear_part.shape[1])
-                if not 0 <= unit < d:
-                    from .._exceptions import DataError
+        if unit is not None:
+            if pair is None:
+                from .._exceptions import DataError
 
-                    raise DataError(f"--unit must be in 0..{d - 1}")
-                vec, label = torch.eye(d)[unit], f"unit {unit}"
-            else:
-                assert direction is not None
-                vec, label = _load_array(direction), direction.name
-            kind = "feature" if pair is not None else "space"
-            captions = caption_direction(dec, vec, pair.aligner if pair else None, kind=kind, **gen)
-            rows = [
-                {"item": label if len(captions) == 1 else f"{label}[{i}]", "caption": c}
-                for i, c in enumerate(captions)
-            ]
-    except T2CError as exc:
-        _fail(exc)
+                raise DataError("--unit needs an ALIGNER (the unit is a feature of its backbone)")
+            d = int(pair.aligner.linear_part.shape[1])
+            if not 0 <= unit < d:
+                from .._exceptions import DataError
+
+                raise DataError(f"--unit must be in 0..{d - 1}")
+            vec, label = torch.eye(d)[unit], f"unit {unit}"
+        else:
+            assert direction is not None
+            vec, label = _load_array(direction), direction.name
+        kind = "feature" if pair is not None else "space"
+        captions = caption_direction(dec, vec, pair.aligner if pair else None, kind=kind, **gen)
+        rows = [
+            {"item": label if len(captions) == 1 else f"{label}[{i}]", "caption": c}
+            for i, c in enumerate(captions)
+        ]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

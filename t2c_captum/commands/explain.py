@@ -40,38 +40,35 @@ def explain_cmd(
     """Map concepts onto the pixels of images and name what drove the backbone's own predictions."""
     import torch
 
-    from ..cli import T2CError, _fail, console
     from ..data import open_images
     from ..explain import ConceptProbe, attribute_concept, explain_predictions
+    from ._console import console
 
     result: dict[str, Any] = {"figures": [], "predictions": []}
-    try:
-        pair = load_aligned(aligner, backbone, checkpoint)
-        bank = make_bank(pair.space, vocabulary, concepts, pair.vocabulary)
-        source = open_images(images)
-        n = min(limit, len(source))
-        pil = [source.load(i)[0] for i in range(n)]
-        x = torch.stack([pair.backbone.preprocess(img) for img in pil])
-        out.mkdir(parents=True, exist_ok=True)
-        for name in concept or []:
-            probe = ConceptProbe(pair.backbone, pair.aligner, bank, [name])
-            maps = attribute_concept(probe, x, name, method)
-            path = out / f"{name.replace(' ', '_').replace('/', '_')}-{method}.png"
-            maps.overlay(pil, str(path))
-            result["figures"].append({"concept": name, "path": str(path)})
-        if getattr(pair.backbone, "head", None) is not None:
-            with torch.no_grad():
-                feats = pair.backbone(x)
-                pred = pair.backbone.classify(feats).argmax(1)
-            named = explain_predictions(pair.backbone, feats, pair.aligner, bank, pred, k=top_k)
-            classes = pair.backbone.class_names or []
-            for i in range(n):
-                label = classes[int(pred[i])] if classes else int(pred[i])
-                result["predictions"].append(
-                    {"image": source.describe(i), "predicted": label, "named": named[i]}
-                )
-    except T2CError as exc:
-        _fail(exc)
+    pair = load_aligned(aligner, backbone, checkpoint)
+    bank = make_bank(pair.space, vocabulary, concepts, pair.vocabulary)
+    source = open_images(images)
+    n = min(limit, len(source))
+    pil = [source.load(i)[0] for i in range(n)]
+    x = torch.stack([pair.backbone.preprocess(img) for img in pil])
+    out.mkdir(parents=True, exist_ok=True)
+    for name in concept or []:
+        probe = ConceptProbe(pair.backbone, pair.aligner, bank, [name])
+        maps = attribute_concept(probe, x, name, method)
+        path = out / f"{name.replace(' ', '_').replace('/', '_')}-{method}.png"
+        maps.overlay(pil, str(path))
+        result["figures"].append({"concept": name, "path": str(path)})
+    if getattr(pair.backbone, "head", None) is not None:
+        with torch.no_grad():
+            feats = pair.backbone(x)
+            pred = pair.backbone.classify(feats).argmax(1)
+        named = explain_predictions(pair.backbone, feats, pair.aligner, bank, pred, k=top_k)
+        classes = pair.backbone.class_names or []
+        for i in range(n):
+            label = classes[int(pred[i])] if classes else int(pred[i])
+            result["predictions"].append(
+                {"image": source.describe(i), "predicted": label, "named": named[i]}
+            )
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -39,16 +39,12 @@ def import_aligner_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Import a linear aligner fitted elsewhere (features @ W.T + b) for BACKBONE -> SPACE."""
-    from .._exceptions import T2CError
     from ..aligners.imported import import_aligner
-    from ..cli import _fail, console
+    from ._console import console
 
-    try:
-        bb, tg = load_models(backbone, space, layer, checkpoint, space_checkpoint, pretrained)
-        aligner = import_aligner(file, bb, tg)
-        saved = aligner.save(out)
-    except T2CError as exc:
-        _fail(exc)
+    bb, tg = load_models(backbone, space, layer, checkpoint, space_checkpoint, pretrained)
+    aligner = import_aligner(file, bb, tg)
+    saved = aligner.save(out)
     d, D = aligner.dims or (0, 0)
     if as_json:
         typer.echo(json.dumps({"saved": str(saved), "backbone": bb.name, "space": tg.name, "dims": [d, D]}))

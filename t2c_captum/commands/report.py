@@ -56,19 +56,16 @@ def report_cmd(
     are replaced by a note saying what would enable them. Open OUT/index.html in any browser; it fetches
     nothing.
     """
-    from ..cli import T2CError, _fail, console
     from ..report import build_report
+    from ._console import console
 
-    try:
-        result = build_report(
-            aligner, data, out, compare_data=compare_data, cbm=cbm, queries=list(query or []),
-            decoder=decoder, vocabulary=vocabulary, concepts=concepts, n_samples=samples, n_maps=maps,
-            map_method=method,
-            top_k=top_k, backbone=backbone, checkpoint=checkpoint, extraction=extraction,
-            overwrite=overwrite,
-        )
-    except (T2CError, OSError) as exc:
-        _fail(exc)
+    result = build_report(
+        aligner, data, out, compare_data=compare_data, cbm=cbm, queries=list(query or []),
+        decoder=decoder, vocabulary=vocabulary, concepts=concepts, n_samples=samples, n_maps=maps,
+        map_method=method,
+        top_k=top_k, backbone=backbone, checkpoint=checkpoint, extraction=extraction,
+        overwrite=overwrite,
+    )
     if as_json:
         typer.echo(json.dumps({"index": str(result.index), "sections": result.present,
                                "missing": result.missing, "facts": result.facts,

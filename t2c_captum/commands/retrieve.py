@@ -72,34 +72,31 @@ def retrieve_cmd(
 
     Without them the query's own concepts are embedded with the space's templates.
     """
-    from ..cli import T2CError, _fail, console
     from ..data import open_source
     from ..retrieval import Retriever, parse_query, parse_threshold
+    from ._console import console
 
     kinds = {"exact": None, "faiss-flat": "flat", "faiss-ivf": "ivf"}
     if index not in kinds:
         raise typer.BadParameter(f"--index must be one of {', '.join(kinds)}, not {index!r}")
-    try:
-        parsed = parse_query(query)
-        default = None if threshold.strip().lower() == "auto" else parse_threshold(threshold)
-        pair = load_aligned(aligner, backbone, checkpoint)
-        bank = (make_bank(pair.space, vocabulary, concepts, pair.vocabulary) if (vocabulary or concepts)
-                else pair.space)
-        retriever = Retriever(bank, pair.aligner, centre=centre, default_threshold=default)
-        retriever.bank_for(parsed)  # unknown concepts fail before the images are read
-        source = open_source(data)
-        store = pair.features(data, extraction)
-        found = None
-        kind = kinds[index]
-        if kind is not None:
-            from ..faiss_index import FaissIndex
+    parsed = parse_query(query)
+    default = None if threshold.strip().lower() == "auto" else parse_threshold(threshold)
+    pair = load_aligned(aligner, backbone, checkpoint)
+    bank = (make_bank(pair.space, vocabulary, concepts, pair.vocabulary) if (vocabulary or concepts)
+            else pair.space)
+    retriever = Retriever(bank, pair.aligner, centre=centre, default_threshold=default)
+    retriever.bank_for(parsed)  # unknown concepts fail before the images are read
+    source = open_source(data)
+    store = pair.features(data, extraction)
+    found = None
+    kind = kinds[index]
+    if kind is not None:
+        from ..retrieval.faiss_index import FaissIndex
 
-            found = FaissIndex.open(store, pair.aligner, kind=kind, nprobe=nprobe)
-        result = retriever.search(parsed, store, k=k, matching_only=matching_only, index=found,
-                                  candidates=candidates)
-        saved = result.grid(source, grid, cols=cols) if grid is not None else None
-    except T2CError as exc:
-        _fail(exc)
+        found = FaissIndex.open(store, pair.aligner, kind=kind, nprobe=nprobe)
+    result = retriever.search(parsed, store, k=k, matching_only=matching_only, index=found,
+                              candidates=candidates)
+    saved = result.grid(source, grid, cols=cols) if grid is not None else None
     rows = [{**row, "image": source.describe(row["index"])} for row in result.rows()]
     if as_json:
         typer.echo(json.dumps({"query": str(result.query), "n_searched": result.n_searched,

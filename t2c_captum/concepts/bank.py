@@ -6,9 +6,7 @@ import hashlib
 import json
 import os
 import re
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,74 +14,11 @@ import torch
 
 from .._exceptions import CheckpointFormatError, DataError, DimensionMismatchError, UnknownNameError
 from .._io import atomic_write_tensors, keyed_identity, load_state_dict_file
+from .vocabulary import Vocabulary, check_concepts, check_groups
 
-__all__ = ["ConceptBank", "Vocabulary", "check_concepts", "check_groups"]
+__all__ = ["ConceptBank", "Vocabulary", "check_concepts", "check_groups", "make_bank"]
 
 _FORMAT = 1
-
-
-@dataclass
-class Vocabulary:
-    """Concept texts, optionally with the prompts that describe each concept best.
-
-    Args:
-        concepts: the concept names, unique.
-        prompts: concept → full prompts (e.g. the concept world's per-factor wording); ``None``
-            means "fill the concept into templates".
-        name: where the vocabulary came from.
-        groups: concept → the name of its group of mutually exclusive alternatives (``"red"`` →
-            ``"colour"``, so the other colours are its alternatives); ``None`` (or a concept left
-            out) means unknown. Contrast scoring in :class:`~t2c_captum.retrieval.Retriever` asks a
-            concept to beat its alternatives. Metadata only: groups do not change the embeddings.
-    """
-
-    concepts: list[str]
-    prompts: dict[str, list[str]] | None = None
-    name: str = "user"
-    groups: dict[str, str] | None = None
-
-
-def check_concepts(concepts: Sequence[str], what: str = "concept list") -> list[str]:
-    """Stripped concept texts; empty lists, blank entries and duplicates are errors."""
-    if isinstance(concepts, str):
-        raise DataError(f"the {what} must be a list of strings, not one string ({concepts!r})")
-    texts = [c.strip() if isinstance(c, str) else c for c in concepts]
-    if not texts:
-        raise DataError(f"the {what} is empty; give at least one concept")
-    bad = [c for c in texts if not isinstance(c, str) or not c]
-    if bad:
-        raise DataError(f"the {what} holds {len(bad)} blank or non-string entries, e.g. {bad[0]!r}")
-    dupes = [c for c, n in Counter(texts).items() if n > 1]
-    if dupes:
-        raise DataError(
-            f"the {what} repeats {len(dupes)} concept(s): {', '.join(map(repr, dupes[:8]))}; "
-            "remove the duplicates (list(dict.fromkeys(concepts)) keeps the first of each)"
-        )
-    return texts
-
-
-def check_groups(groups: Mapping[str, str] | None, concepts: Sequence[str]) -> dict[str, str]:
-    """``groups`` (concept → group name) checked against ``concepts``: every key must be one of
-    them and every group a non-empty string. ``None`` gives ``{}``."""
-    if groups is None:
-        return {}
-    if not isinstance(groups, Mapping):
-        raise DataError(f"groups must map concept → group name, not {type(groups).__name__}")
-    known = set(concepts)
-    unknown = [c for c in groups if c not in known]
-    if unknown:
-        raise DataError(
-            f"groups name {len(unknown)} concept(s) that are not in the concepts: "
-            f"{', '.join(map(repr, unknown[:8]))}; give groups only for the vocabulary's own concepts"
-        )
-    bad = {c: g for c, g in groups.items() if not isinstance(g, str) or not g.strip()}
-    if bad:
-        concept, group = next(iter(bad.items()))
-        raise DataError(
-            f"the group of a concept must be a non-empty string, got {group!r} for {concept!r}"
-            + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
-        )
-    return {c: groups[c].strip() for c in concepts if c in groups}
 
 
 def _prompt_sets(
@@ -229,7 +164,7 @@ class ConceptBank:
     @classmethod
     def from_vocabulary(cls, space: Any, vocabulary: str, **options: Any) -> ConceptBank:
         """A bank of a registered vocabulary (``"visual"``, ``"imagenet"``, ``"world"``) or a file."""
-        from . import resolve_vocabulary
+        from .resolve import resolve_vocabulary
 
         return cls.build(space, resolve_vocabulary(vocabulary), **options)
 
@@ -336,3 +271,17 @@ def _cache_path(cache_dir: str | os.PathLike[str] | None, key: str) -> Path:
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "concept-banks"
     return root / f"bank-{re.sub(r'[^0-9a-f]', '', key)[:24]}.safetensors"
+
+
+def make_bank(space: Any, vocabulary: str | None, concepts: str | None, default: Any = None) -> ConceptBank:
+    """A concept bank from ``--concepts a,b,c`` or ``--vocabulary NAME``.
+
+    Without either: ``default`` (a probe's own vocabulary), else the space's ``default_vocabulary``
+    (``world`` for the concept world's tiny CLIP, ``visual`` for other spaces).
+    """
+    from .resolve import default_vocabulary, resolve_vocabulary
+
+    if concepts:
+        return ConceptBank.build(space, Vocabulary([c.strip() for c in concepts.split(",") if c.strip()]))
+    chosen = vocabulary or default or default_vocabulary(space)
+    return ConceptBank.build(space, resolve_vocabulary(chosen) if isinstance(chosen, str) else chosen)

@@ -313,10 +313,25 @@ def _attr_or_call(obj: Any, name: str) -> Any:
     return value() if callable(value) else value
 
 
+def _scheme_opener(scheme: str) -> Any:
+    """The opener a plugin registered for ``SCHEME:`` specs (``register_sources``), if any."""
+    from ..plugins import get_registries
+
+    sources = get_registries().sources
+    return sources.get(scheme) if scheme in sources else None
+
+
+def _schemes() -> list[str]:
+    from ..plugins import get_registries
+
+    return sorted(get_registries().sources.names())
+
+
 def open_source(spec: str | os.PathLike[str] | Dataset | ImageSource, **options: Any) -> ImageSource:
     """An image source from a path or dataset.
 
-    ``world:SPLIT[:FACTOR[:N]]`` is a concept-world split (labels from FACTOR, default shape; the
+    ``SCHEME:REST`` goes to the opener a plugin registered for SCHEME (``register_sources``; the
+    concept world's ``world:SPLIT[:FACTOR[:N]]`` is one: labels from FACTOR, default shape; the
     first N images); a ``.csv``,
     ``.tsv`` or ``.txt`` file is a path list; a directory whose sub-directories hold the images is
     an ImageFolder tree (labelled), any other directory is read as unlabelled images.
@@ -326,13 +341,11 @@ def open_source(spec: str | os.PathLike[str] | Dataset | ImageSource, **options:
     if isinstance(spec, Dataset):
         return from_dataset(spec, **options)
     text = os.fspath(spec)
-    if text.startswith("world:"):
-        from ..world.adapters import world_source
-
-        _, split, *rest = text.split(":")
-        factor = rest[0] if rest else options.get("factor", "shape")
-        n = int(rest[1]) if len(rest) > 1 and rest[1] else options.get("n")
-        return world_source(split, n=n, factor=factor or None)
+    scheme, colon, rest = text.partition(":")
+    if colon and not Path(text).exists():
+        opener = _scheme_opener(scheme)
+        if opener is not None:
+            return opener(rest, **options)
     path = Path(text)
     if path.is_file() and path.suffix == ".tar":
         return from_tar([path])
@@ -348,7 +361,10 @@ def open_source(spec: str | os.PathLike[str] | Dataset | ImageSource, **options:
         if parquets:
             return from_parquet(parquets)
     if not path.is_dir():
-        raise DataError(f"{text!r} is neither a file, a directory nor 'world:SPLIT'")
+        raise DataError(
+            f"{text!r} is neither a file, a directory nor a registered SCHEME:... spec "
+            f"({', '.join(f'{name}:' for name in _schemes()) or 'none registered'})"
+        )
     top_images = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
     has_class_dirs = any(p.is_dir() for p in path.iterdir())
     if has_class_dirs and not top_images:

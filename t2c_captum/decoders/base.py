@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from .._exceptions import DimensionMismatchError, IncompatibleArtifactError
+from .._identity import identity_differences as _differences
 from ..aligners.base import as_tensor_2d
 
 __all__ = ["CaptionDecoder", "check_embeddings", "check_space", "identity_differences", "project_onto"]
 
 #: Identity fields compared between a decoder and a space (as for aligner artifacts).
-_COMPARED = ("id", "preprocess", "embed_dim", "dim", "weights")
 
 
 @runtime_checkable
@@ -37,11 +37,7 @@ class CaptionDecoder(Protocol):
 
 def identity_differences(saved: dict[str, Any], given: dict[str, Any]) -> list[str]:
     """Fields of two space identities that differ (only fields both record)."""
-    return [
-        f"{key}: decoder has {saved[key]!r}, given {given[key]!r}"
-        for key in _COMPARED
-        if key in saved and key in given and saved[key] != given[key]
-    ]
+    return _differences("decoder", saved, given, names=("decoder has", "given"))
 
 
 def check_space(decoder: Any, space: Any = None, identity: dict[str, Any] | None = None) -> None:

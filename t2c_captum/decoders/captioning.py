@@ -10,6 +10,7 @@ from torch import nn
 
 from .._exceptions import DataError, DimensionMismatchError
 from ..aligners.base import as_tensor_2d
+from ..explain.naming import align_directions
 from .base import check_embeddings
 
 __all__ = [
@@ -104,15 +105,6 @@ def caption_images(
         source, {"space": space}, batch_size=batch_size, device=device, progress=progress
     )
     return list(decoder.decode(store.load(["space"])["space"], **options))
-
-
-def align_directions(directions: Any, aligner: Any) -> torch.Tensor:
-    """Feature-space directions ``[N, d]`` moved into the space by the aligner's linear part (``W v``;
-    the bias cancels in a difference), exactly as :func:`~t2c_captum.explain.name_directions` does."""
-    from ..explain.naming import _linear_part, _rows
-
-    v = _rows(directions, "directions")
-    return v @ _linear_part(aligner, v.shape[1]).T
 
 
 def caption_direction(

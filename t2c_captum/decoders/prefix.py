@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .._exceptions import CheckpointFormatError, DataError
+from .._identity import artifact_stem
 from .._io import atomic_write_json, atomic_write_tensors, load_state_dict_file, read_json
 from .base import check_embeddings, check_space, project_onto
 from .generation import GenerationOptions, generate
@@ -228,7 +229,7 @@ class PrefixDecoder(nn.Module):
         return state
 
     def metadata(self) -> dict[str, Any]:
-        from .. import __version__
+        from .._version import __version__
 
         return {
             "format_version": DECODER_FORMAT,
@@ -242,7 +243,7 @@ class PrefixDecoder(nn.Module):
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``NAME.safetensors`` + ``NAME.json`` (atomic); returns the JSON path."""
-        stem = _stem(path)
+        stem = artifact_stem(path, "decoder")
         atomic_write_tensors(
             stem.with_suffix(".safetensors"), self.state_tensors(), {"format": "t2c_captum.decoder"}
         )
@@ -276,19 +277,10 @@ class PrefixDecoder(nn.Module):
         )
 
 
-def _stem(path: str | os.PathLike[str]) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        return p / "decoder"
-    if p.suffix in {".json", ".safetensors"}:
-        return p.with_suffix("")
-    return p
-
-
 def load_prefix_decoder(path: str | os.PathLike[str], space: Any = None) -> PrefixDecoder:
     """Load a :class:`PrefixDecoder` artifact (``NAME``, ``NAME.json`` or a folder holding
     ``decoder.json``); with ``space`` the decoder's space identity is checked."""
-    stem = _stem(path)
+    stem = artifact_stem(path, "decoder")
     json_path, tensor_path = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
     if not json_path.is_file():
         raise CheckpointFormatError(

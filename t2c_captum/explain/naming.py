@@ -17,6 +17,7 @@ from ..concepts import ConceptBank, top_concepts
 
 __all__ = [
     "NamedUnits",
+    "align_directions",
     "explain_predictions",
     "feature_attributions",
     "name_attributions",
@@ -39,6 +40,13 @@ def _linear_part(aligner: Any, d: int) -> torch.Tensor:
             "fitted on this backbone and layer"
         )
     return weight
+
+
+def align_directions(directions: Any, aligner: Any) -> torch.Tensor:
+    """Feature-space directions ``[N, d]`` moved into the space by the aligner's linear part (``W v``;
+    the bias cancels in a difference), exactly as :func:`name_directions` does."""
+    v = _rows(directions, "directions")
+    return v @ _linear_part(aligner, v.shape[1]).T
 
 
 def name_directions(

@@ -14,7 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._device import autocast, resolve_device, resolve_precision
-from .._exceptions import DataError
+from .._exceptions import ConfigurationError, DataError
 from .._io import keyed_identity
 from ..data import ImageSource, iter_batches, open_source, split_preprocess, warn_skipped
 from ..data.loader import check_reduced_decode
@@ -110,7 +110,7 @@ def extract_features(
         FeatureStore: the finished store.
     """
     if not encoders:
-        raise ValueError("give at least one encoder")
+        raise ConfigurationError("give at least one encoder")
     check_sizes(batch_size=batch_size, shard_size=shard_size, num_workers=num_workers)
     source = open_source(source)
     dev = resolve_device(device)

@@ -10,7 +10,7 @@ flags, and a scale run moves to a Ray cluster with ``--backend ray`` on any of t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from .._device import PRECISIONS
-from .._exceptions import DataError
+from .._exceptions import ConfigurationError, DataError
 from ..data.loader import check_reduced_decode
 from .extract import SHARD_SIZE, check_sizes, extract_features
-from .store import FeatureStore
+from .store import FeatureStore, ShardSummary
 
 __all__ = ["BACKENDS", "ExtractOptions"]
 
@@ -94,6 +94,19 @@ class ExtractOptions:
         """A copy with some settings changed (checked again)."""
         return replace(self, **changes)
 
+    @classmethod
+    def from_settings(cls, extraction: ExtractOptions | None = None, **settings: Any) -> ExtractOptions:
+        """``extraction`` (default: the defaults) with ``settings`` (fields given one by one, as
+        ``fit_aligner(..., batch_size=32)`` takes them) applied over it; an unknown name is a
+        :class:`~t2c_captum.ConfigurationError` listing the fields."""
+        unknown = sorted(set(settings) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigurationError(
+                f"unknown extraction setting(s) {', '.join(map(repr, unknown))}; ExtractOptions takes "
+                + ", ".join(f.name for f in fields(cls))
+            )
+        return (extraction or cls()).with_(**settings)
+
     def as_dict(self) -> dict[str, Any]:
         """The settings, as plain values."""
         return asdict(self)
@@ -120,10 +133,8 @@ class ExtractOptions:
         encoders: Mapping[str, nn.Module],
         *,
         label: str = "features",
-        on_stats: Callable[[Any, Any], object] | None = None,
-        stats_keys: tuple[str, str] = ("source", "target"),
-        validation_fraction: float = 0.1,
-        stats_device: torch.device | None = None,
+        summary: ShardSummary | None = None,
+        on_summary: Callable[[dict[str, Any]], object] | None = None,
     ) -> FeatureStore:
         """Extract (or reuse, or resume) the store of ``encoders`` on ``data``.
 
@@ -131,13 +142,11 @@ class ExtractOptions:
             data: images (anything :func:`~t2c_captum.data.open_source` takes).
             encoders (dict): name → backbone or space.
             label (str, optional): the store folder's prefix under ``cache_dir``. Default: ``"features"``
-            on_stats (callable, optional): ``on_stats(train, held)`` with the closed-form fit
-                statistics (:class:`~t2c_captum.aligners.linear.SufficientStats`) of
-                ``stats_keys``, for every shard as it finishes and for shards an earlier run had
-                finished (Ray: once, merged). Default: ``None``
-            validation_fraction (float, optional): held-out share of those statistics.
-            stats_device (torch.device, optional): where each shard's statistics are multiplied
-                out (local backend). Default: the CPU
+            summary (callable, optional): ``summary(tensors)`` → a dict of arrays, run on every shard
+                where its features are (in-process, or in the Ray worker that wrote it; so it must
+                pickle), for shards an earlier run had finished too (read back from the store); e.g.
+                :class:`~t2c_captum.aligners.streaming.FitStatistics`. Default: ``None``
+            on_summary (callable, optional): receives each shard's summary, here, as it arrives.
 
         Returns:
             FeatureStore: the finished store.
@@ -151,19 +160,17 @@ class ExtractOptions:
             progress=self.progress, channels_last=self.channels_last, compile=self.compile,
             reduced_decode=self.reduced_decode,
         )
+        summarise = summary if on_summary is not None else None
         if self.backend == "ray":
             from .ray_backend import extract_features_ray
 
-            fs, stats = extract_features_ray(
+            fs, _ = extract_features_ray(
                 source, encoders, store=store, num_workers=self.ray_workers, address=self.ray_address,
-                stats_keys=stats_keys if on_stats is not None else None,
-                validation_fraction=validation_fraction, **common,
+                summary=summarise, on_summary=on_summary, **common,
             )
-            if on_stats is not None and stats is not None:
-                on_stats(*stats)
             return fs
         return _extract_local(source, encoders, store, common | {"num_workers": self.num_workers},
-                              on_stats, stats_keys, validation_fraction, stats_device)
+                              summarise, on_summary)
 
 
 def _extract_local(
@@ -171,26 +178,22 @@ def _extract_local(
     encoders: Mapping[str, nn.Module],
     store: Path | None,
     options: dict[str, Any],
-    on_stats: Callable[[Any, Any], object] | None,
-    keys: tuple[str, str],
-    fraction: float,
-    where: torch.device | None,
+    summary: ShardSummary | None,
+    on_summary: Callable[[dict[str, Any]], object] | None,
 ) -> FeatureStore:
-    """In-process extraction; with ``on_stats``, every shard's statistics as it is written, then
-    those of shards an earlier run had finished (read back from the store)."""
-    from .ray_backend import enumerate_shards, shard_stats
-
-    if on_stats is None:
+    """In-process extraction; with ``summary``, every shard's summary as it is written, then those of
+    shards an earlier run had finished (read back from the store)."""
+    if summary is None or on_summary is None:
         return extract_features(source, encoders, store=store, **options)
     seen: set[int] = set()
 
     def add(shard: int, tensors: dict[str, torch.Tensor]) -> None:
         seen.add(shard)
-        on_stats(*shard_stats(tensors, keys, fraction, where))
+        on_summary(summary(tensors))
 
     fs = extract_features(source, encoders, store=store, on_shard=add, **options)
-    for shard, tensors in enumerate_shards(fs, list(keys)):
+    for shard, tensors in fs.numbered_shards():
         if shard not in seen:
-            on_stats(*shard_stats(tensors, keys, fraction, where))
+            on_summary(summary(tensors))
     return fs
 

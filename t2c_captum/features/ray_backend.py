@@ -5,14 +5,14 @@ Data pipeline maps every pending shard to a pool of actors (``num_workers``), ea
 encoders once, decoding that shard's images once for every encoder and writing the shard file
 (atomically) straight into the store, which must therefore live on storage every worker sees (a
 shared file system on a cluster; any local folder on one machine). The driver is the manifest's
-only writer: it marks a shard done when its result comes back. The result of a shard also carries
-its closed-form :class:`~t2c_captum.aligners.linear.SufficientStats` (training rows and held-out
-rows, split by dataset index as the local fit does), and the driver merges them, so the aligner is
+only writer: it marks a shard done when its result comes back. Given a shard ``summary`` (e.g. the
+closed-form fit's statistics, :class:`~t2c_captum.aligners.streaming.FitStatistics`), each worker
+also summarises the shard it wrote and the summary comes back with the result, so an aligner is
 fitted without reading the features again and equals the in-process fit (to float rounding).
 
 Faults: a worker that dies is restarted by Ray and its shard redone; a run that stops (an error in
 a worker, the driver interrupted, the cluster lost) leaves only finished shards marked done, so
-rerunning the same command resumes from them (their statistics are then read back from the store).
+rerunning the same command resumes from them (their summaries are then computed from the store).
 A cluster that cannot be reached raises :class:`RayClusterError` before any store is created.
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -29,14 +29,14 @@ import torch
 from torch import nn
 
 from .._device import resolve_device, resolve_precision
-from .._exceptions import DataError, T2CError
+from .._exceptions import ConfigurationError, DataError, T2CError
 from ..data import ImageSource, open_source, warn_skipped
 from .extract import SHARD_SIZE, _check_corrupt, _run, check_sizes, open_store, prepare_models
-from .store import FeatureStore
+from .store import FeatureStore, ShardSummary
 
 __all__ = ["RayClusterError", "connect", "extract_features_ray", "require_ray"]
 
-_FIELDS = ("shift_x", "shift_y", "sx", "sy", "sxx", "sxy", "syy")
+_SUMMARY = "summary."  # the result columns that carry a shard's summary
 
 
 class RayClusterError(T2CError):
@@ -99,53 +99,12 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, timeout:
     return ray
 
 
-def stats_arrays(stats: Any, prefix: str) -> dict[str, np.ndarray]:
-    """One row (leading axis of 1) of a :class:`SufficientStats`'s sums, for a Ray Data batch."""
-    out = {f"{prefix}n": np.array([stats.n], dtype=np.int64)}
-    for name in _FIELDS:
-        out[f"{prefix}{name}"] = getattr(stats, name).cpu().numpy()[None]
-    return out
-
-
-def stats_from_arrays(row: Mapping[str, Any], prefix: str) -> Any:
-    """The :class:`SufficientStats` of :func:`stats_arrays`' row ``row``."""
-    from ..aligners.linear import SufficientStats
-
-    sxy = np.asarray(row[f"{prefix}sxy"])
-    stats = SufficientStats(sxy.shape[0], sxy.shape[1])
-    stats.n = int(np.asarray(row[f"{prefix}n"]).reshape(-1)[0])
-    for name in _FIELDS:
-        setattr(stats, name, torch.from_numpy(np.array(row[f"{prefix}{name}"], dtype=np.float64)))
-    return stats
-
-
 def worker_device(device: str | None, gpus_per_worker: float = 0) -> str:
     """The Ray workers' device, decided on the driver: ``None``/``"auto"`` is CUDA when the workers
     get GPUs, else the CPU (the driver's own GPUs say nothing about the workers')."""
     if device is None or device == "auto":
         return "cuda" if gpus_per_worker > 0 else "cpu"
     return str(device)
-
-
-def shard_stats(
-    tensors: Mapping[str, torch.Tensor],
-    keys: tuple[str, str],
-    fraction: float,
-    device: torch.device | None = None,
-) -> tuple[Any, Any]:
-    """Training and held-out statistics of one shard (held-out rows chosen by dataset index),
-    computed on ``device`` (default: CPU)."""
-    from ..aligners.base import holdout_mask
-    from ..aligners.linear import SufficientStats
-
-    x, y = tensors[keys[0]], tensors[keys[1]]
-    d, D = x.shape[1], y.shape[1]
-    train, held = SufficientStats(d, D, device), SufficientStats(d, D, device)
-    if x.shape[0]:
-        mask = holdout_mask(tensors["indices"], fraction)
-        train.update(x, y, ~mask)
-        held.update(x, y, mask)
-    return train, held
 
 
 class _ShardWorker:
@@ -198,10 +157,9 @@ class _ShardWorker:
                 "n": np.array([int(done["tensors"]["indices"].shape[0])], dtype=np.int64),
                 "skipped": np.array([json.dumps([int(i) for i in done["skipped"]])], dtype=object),
             }
-            if cfg["stats_keys"]:
-                train, held = shard_stats(done["tensors"], tuple(cfg["stats_keys"]), cfg["fraction"])
-                row.update(stats_arrays(train, "t_"))
-                row.update(stats_arrays(held, "h_"))
+            if cfg["summary"] is not None:
+                summary = cfg["summary"](done["tensors"])
+                row.update({f"{_SUMMARY}{k}": np.asarray(v)[None] for k, v in summary.items()})
             rows.append(row)
         return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
 
@@ -222,11 +180,11 @@ def extract_features_ray(
     strict: bool = False,
     channels_last: bool | None = None,
     compile: bool = False,
-    stats_keys: Sequence[str] | None = None,
-    validation_fraction: float = 0.1,
+    summary: ShardSummary | None = None,
+    on_summary: Callable[[dict[str, Any]], object] | None = None,
     progress: bool = True,
     reduced_decode: float | None = None,
-) -> tuple[FeatureStore, tuple[Any, Any] | None]:
+) -> tuple[FeatureStore, list[dict[str, Any]] | None]:
     """Like :func:`~t2c_captum.features.extract_features`, on a Ray cluster through Ray Data.
 
     Writes the same store (same key, layout and manifest), so either backend can resume or reuse
@@ -245,22 +203,25 @@ def extract_features_ray(
         device (str, optional): the workers' device; ``None`` or ``"auto"``: CUDA when
             ``gpus_per_worker`` > 0, else the CPU. A CUDA device gives each worker a GPU if
             ``gpus_per_worker`` is 0. Default: ``"cpu"``
-        stats_keys ((str, str), optional): ``(source, target)`` features whose closed-form fit
-            statistics the workers return. Default: ``None`` (no statistics)
-        validation_fraction (float, optional): held-out share for those statistics. Default: ``0.1``
+        summary (callable, optional): a picklable ``summary(tensors)`` → dict of arrays, run by the
+            worker on each shard it writes (and here on shards finished before), e.g.
+            :class:`~t2c_captum.aligners.streaming.FitStatistics`. Default: ``None``
+        on_summary (callable, optional): receives each shard's summary here as it arrives, so memory
+            stays flat however many shards there are. Default: ``None`` (the summaries are returned)
         channels_last / compile (bool, optional): as for ``extract_features``, in every worker.
         reduced_decode (float, optional): as for ``extract_features``, in every worker.
 
     Returns:
-        (FeatureStore, (train, held) or None): the finished store, and the merged
-        :class:`~t2c_captum.aligners.linear.SufficientStats` when ``stats_keys`` was given.
+        (FeatureStore, list or None): the finished store, and, when ``summary`` was given without
+        ``on_summary``, every shard's summary (shards finished before this run first, then as they
+        arrived).
 
     Raises:
         RayClusterError: the cluster cannot be reached (before any store is created).
         DataError: a worker failed; finished shards are kept, rerun to resume.
     """
     if not encoders:
-        raise ValueError("give at least one encoder")
+        raise ConfigurationError("give at least one encoder")
     if num_workers < 1:
         raise DataError(f"num_workers must be at least 1, got {num_workers}")
     check_sizes(batch_size=batch_size, shard_size=shard_size)
@@ -273,10 +234,12 @@ def extract_features_ray(
     fs = open_store(source, encoders, store, shard_size, precision, reduced_decode)
     _check_corrupt(fs, strict)
     pending = [s for s in range(fs.manifest["n_shards"]) if not fs.is_done(s)]
-    keys = tuple(stats_keys) if stats_keys else None
-    merged = _stats_of(
-        fs, [s for s in range(fs.manifest["n_shards"]) if s not in pending], keys, validation_fraction
-    )
+    summaries: list[dict[str, Any]] | None = None
+    if summary is not None:
+        summaries = []
+        deliver = on_summary if on_summary is not None else summaries.append
+        for _, tensors in fs.numbered_shards():  # the shards finished before this run
+            deliver(summary(tensors))
     if pending:
         settings = {
             "shard_size": shard_size,
@@ -285,8 +248,7 @@ def extract_features_ray(
             "strict": strict,
             "device": device,
             "threads": cpus_per_worker,
-            "stats_keys": keys,
-            "fraction": validation_fraction,
+            "summary": summary,
             "channels_last": channels_last,
             "compile": compile,
             "reduced_decode": reduced_decode,
@@ -313,9 +275,8 @@ def extract_features_ray(
                 shard = int(row["shard"])
                 fs.record_shard(shard, int(row["n"]), json.loads(str(row["skipped"])))
                 finished += 1
-                if keys is not None and merged is not None:
-                    merged[0].merge(stats_from_arrays(row, "t_"))
-                    merged[1].merge(stats_from_arrays(row, "h_"))
+                if summary is not None:
+                    deliver({k[len(_SUMMARY):]: v for k, v in row.items() if k.startswith(_SUMMARY)})
         except Exception as exc:
             done = sum(fs.is_done(s) for s in range(fs.manifest["n_shards"]))
             raise DataError(
@@ -324,7 +285,7 @@ def extract_features_ray(
                 f"{str(fs.path)!r}; fix the cause and rerun the same command to resume."
             ) from exc
     warn_skipped(source, fs.skipped)
-    return fs, merged
+    return fs, (summaries if on_summary is None else None)
 
 
 def _short(exc: BaseException) -> str:
@@ -333,31 +294,3 @@ def _short(exc: BaseException) -> str:
     return (cause[-1] if cause else (text[-1] if text else type(exc).__name__))[:300]
 
 
-def _stats_of(
-    fs: FeatureStore, shards: list[int], keys: tuple[str, ...] | None, fraction: float
-) -> tuple[Any, Any] | None:
-    """Statistics of already finished shards, read from the store (a resumed or reused run)."""
-    if keys is None:
-        return None
-    from ..aligners.linear import SufficientStats
-
-    d, D = fs.dim(keys[0]), fs.dim(keys[1])
-    train, held = SufficientStats(d, D), SufficientStats(d, D)
-    wanted = set(shards)
-    for s, tensors in enumerate_shards(fs, list(keys)):
-        if s in wanted:
-            t, h = shard_stats(tensors, (keys[0], keys[1]), fraction)
-            train.merge(t)
-            held.merge(h)
-    return train, held
-
-
-def enumerate_shards(fs: FeatureStore, names: list[str]) -> Any:
-    """``(shard number, tensors)`` of every finished shard."""
-    from safetensors import safe_open
-
-    wanted = [*names, "labels", "indices"]
-    for shard in range(fs.manifest["n_shards"]):
-        if fs.is_done(shard):
-            with safe_open(str(fs.shard_file(shard)), framework="pt") as fh:
-                yield shard, {k: fh.get_tensor(k) for k in wanted}

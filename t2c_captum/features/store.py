@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,10 @@ def store_key(
         content["reduced_decode"] = float(reduced_decode)
     payload = json.dumps(content, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+#: A shard summary: a shard's tensors (features by name, ``indices``, ``labels``) → a dict of arrays.
+ShardSummary = Callable[[Mapping[str, torch.Tensor]], dict[str, Any]]
 
 
 class FeatureStore:
@@ -170,7 +174,7 @@ class FeatureStore:
         return self.manifest["dataset"].get("class_names")
 
     def dim(self, name: str) -> int:
-        return int(self.manifest["encoders"][self._check(name)]["dim"])
+        return int(self.manifest["encoders"][self.check(name)]["dim"])
 
     def __len__(self) -> int:
         return sum(int(s["n"]) for s in self.manifest["shards"].values())
@@ -179,16 +183,27 @@ class FeatureStore:
     def skipped(self) -> list[int]:
         return list(self.manifest["skipped"])
 
-    def _check(self, name: str) -> str:
+    def check(self, name: str) -> str:
+        """``name``, when the store holds features of that name (else a :class:`DataError` listing
+        what it holds)."""
         if name not in self.manifest["encoders"]:
             raise DataError(
                 f"feature store {str(self.path)!r} has no {name!r} features; it has {self.encoder_names}"
             )
         return name
 
+    _check = check  # the old private name, for one release
+
     def iter_shards(self, names: Sequence[str] | None = None) -> Iterator[dict[str, torch.Tensor]]:
         """Yield each done shard as a dict of tensors (only ``names``, plus labels and indices)."""
-        wanted = [self._check(n) for n in (names or self.encoder_names)] + ["labels", "indices"]
+        for _, tensors in self.numbered_shards(names):
+            yield tensors
+
+    def numbered_shards(
+        self, names: Sequence[str] | None = None
+    ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """``(shard number, tensors)`` of each done shard, as :meth:`iter_shards` yields them."""
+        wanted = [self.check(n) for n in (names or self.encoder_names)] + ["labels", "indices"]
         for shard in range(self.manifest["n_shards"]):
             if not self.is_done(shard):
                 continue
@@ -200,7 +215,7 @@ class FeatureStore:
                     f"shard {shard} of feature store {str(self.path)!r} is corrupt ({exc}); extract "
                     "again (the shard is redone) or delete the store"
                 ) from exc
-            yield tensors
+            yield shard, tensors
 
     def load(self, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """Everything (or ``names``) concatenated in memory; for stores that fit in RAM."""

@@ -108,12 +108,11 @@ def build_report(
     top_k: int = 5,
     backbone: str | None = None,
     checkpoint: str | None = None,
-    batch_size: int = 64,
-    device: str = "auto",
     extraction: ExtractOptions | None = None,
     overwrite: bool = False,
     progress: bool = False,
     sections: list[Builder] | None = None,
+    **settings: Any,
 ) -> ReportResult:
     """Write a static HTML report (``OUT/index.html`` with ``img/`` and ``fig/`` beside it).
 
@@ -138,11 +137,13 @@ def build_report(
         n_maps (int, optional): how many of them get a concept map (0: none). Default: ``4``
         map_method (str, optional): the Captum method of the maps. Default: ``"integrated_gradients"``
         top_k (int, optional): concepts per image and per class. Default: ``5``
-        batch_size / device (optional): extraction settings, used when ``extraction`` is not given.
         extraction (ExtractOptions, optional): every extraction setting (workers, precision, Ray
-            backend...), for the report's images and ``compare_data``. Default: ``None``
+            backend...), for the report's images and ``compare_data``. Default: ``ExtractOptions()``
+            with progress as ``progress``
         overwrite (bool, optional): replace an existing report folder. Default: ``False``
         sections (list, optional): the section builders. Default: :data:`~t2c_captum.report.SECTIONS`
+        **settings: :class:`~t2c_captum.ExtractOptions` fields one by one (``batch_size=32``,
+            ``device="cpu"``), applied over ``extraction``.
 
     Returns:
         ReportResult: the paths, the sections and the measured figures (also in ``OUT/report.json``).
@@ -157,9 +158,10 @@ def build_report(
         >>> result.index
         PosixPath('report/index.html')
     """
-    from ..commands._common import load_aligned, make_bank
+    from ..alignment import evaluate_store
+    from ..concepts.bank import make_bank
     from ..data import open_source
-    from ..pipeline import evaluate_store
+    from ..probes import load_aligned
 
     start = time.perf_counter()
     target = Path(out)
@@ -167,8 +169,8 @@ def build_report(
     options = ReportOptions(compare_data=compare_data, cbm=cbm, queries=list(queries), decoder=decoder,
                             n_samples=n_samples,
                             n_maps=n_maps, map_method=map_method, top_k=top_k,
-                            extraction=extraction or ExtractOptions(batch_size=batch_size, device=device,
-                                                                    progress=progress))
+                            extraction=ExtractOptions.from_settings(
+                                extraction or ExtractOptions(progress=progress), **settings))
     pair = load_aligned(os.fspath(aligner), backbone, checkpoint)
     bank = make_bank(pair.space, vocabulary, concepts, pair.vocabulary)
     source = open_source(data)
@@ -193,7 +195,7 @@ def build_report(
         )
         built = run_sections(ctx, sections)
         seconds = time.perf_counter() - start
-        from .. import __version__
+        from .._version import __version__
 
         meta = {
             "title": f"{pair.aligner.source_.get('id', 'backbone')} → {pair.space.name} on {data}",

@@ -29,10 +29,21 @@ def register_concept_vocabularies(register: Register) -> None:
 
 @hookimpl
 def register_decoders(register: Register) -> None:
-    from ..decoders.world import world_decoder
+    from .decoder import world_decoder
 
     register(
         "world-decoder",
         world_decoder,
         description="caption decoder for world-clip, trained on the world's captions (cached on first use)",
+    )
+
+
+@hookimpl
+def register_sources(register: Register) -> None:
+    from .adapters import open_world_spec
+
+    register(
+        "world",
+        open_world_spec,
+        description="world:SPLIT[:FACTOR[:N]]: a concept-world split (labels from FACTOR, default shape)",
     )

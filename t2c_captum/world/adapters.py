@@ -140,6 +140,15 @@ def world_vocabulary() -> Any:
     )
 
 
+def open_world_spec(rest: str, **options: Any) -> Any:
+    """The source of a ``world:SPLIT[:FACTOR[:N]]`` spec (``rest`` is the text after ``world:``);
+    ``factor=`` and ``n=`` options apply where the spec leaves them out."""
+    split, *more = rest.split(":")
+    factor = more[0] if more else options.get("factor", "shape")
+    n = int(more[1]) if len(more) > 1 and more[1] else options.get("n")
+    return world_source(split, n=n, factor=factor or None)
+
+
 def world_source(split: str = "test", n: int | None = None, factor: str | None = "shape") -> Any:
     """A concept-world split as an :class:`~t2c_captum.data.ImageSource`, with the factor's class
     prompts attached so zero-shot evaluation asks the tiny CLIP the right questions."""
@@ -164,7 +173,7 @@ def world_source(split: str = "test", n: int | None = None, factor: str | None =
 
 def world_task(source: Any, factor: str) -> Any:
     """The labels of another ``factor`` for the images of a :func:`world_source`."""
-    from ..pipeline import LabelTask
+    from ..alignment import LabelTask
     from .generator import FACTORS
     from .zeroshot import FACTOR_TEMPLATES, class_prompts
 
@@ -185,15 +194,15 @@ def fit_world_aligner(
     layer: str | None = None,
 ) -> tuple[Backbone, Space, Any]:
     """A world backbone, the tiny CLIP and a closed-form aligner between them, fitted by
-    :func:`~t2c_captum.pipeline.fit_aligner` on the first ``n_train`` training images (for examples,
+    :func:`~t2c_captum.alignment.fit_aligner` on the first ``n_train`` training images (for examples,
     tests and benchmarks); ``layer`` aligns an inner layer of the model (average-pooled) instead of
     its features; ``store_dir`` holds the feature store (default: the cache).
 
     Returns:
         ``(backbone, space, aligner)``.
     """
+    from ..alignment import fit_aligner
     from ..backbones import load_backbone
-    from ..pipeline import fit_aligner
     from ..spaces import load_space
 
     bb, space = load_backbone(backbone, layer=layer), load_space("world-clip")

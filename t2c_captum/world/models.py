@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision import transforms
 
+from .._exceptions import WorldError
+
 __all__ = [
     "WORLD_MEAN",
     "WORLD_STD",
@@ -291,7 +293,7 @@ class WorldViT(nn.Module):
         self.patch_embed: nn.Module
         stride = patch // 2 ** len(stem)
         if stride < 1 or stride * 2 ** len(stem) != patch:
-            raise ValueError(f"patch {patch} is not 2**len(stem) = {2 ** len(stem)} times a whole stride")
+            raise WorldError(f"patch {patch} is not 2**len(stem) = {2 ** len(stem)} times a whole stride")
         layers: list[nn.Module] = []
         channels = 3
         for out in stem:
@@ -352,7 +354,7 @@ class AutoEncoder(nn.Module):
     ) -> None:
         super().__init__()
         if not 0 <= pooled_dim < latent_dim:
-            raise ValueError("pooled_dim must be in [0, latent_dim)")
+            raise WorldError("pooled_dim must be in [0, latent_dim)")
         self.trunk = ConvTrunk(widths)
         self.grid = 64 // 2 ** len(widths)
         flat = widths[-1] * self.grid**2

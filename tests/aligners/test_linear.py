@@ -216,8 +216,12 @@ def _rank_deficient(n=2000, seed=0):
     return X, Y, z
 
 
+@pytest.mark.parametrize("float32_from", [10_000, 0], ids=["float64 spectrum", "float32 spectrum"])
 @pytest.mark.parametrize("alpha", [1e-6, 0.0, None])
-def test_rank_deficient_features_fit_for_any_alpha(alpha):
+def test_rank_deficient_features_fit_for_any_alpha(alpha, float32_from, monkeypatch):
+    from t2c_captum.aligners import linear
+
+    monkeypatch.setattr(linear, "FLOAT32_SPECTRUM_DIM", float32_from)
     X, Y, z = _rank_deficient()
     aligner = LinearAligner(alpha=alpha).fit(X, Y)
     assert torch.isfinite(aligner.weight_).all() and torch.isfinite(aligner.bias_).all()
@@ -246,7 +250,7 @@ def test_exactly_collinear_and_constant_columns_give_the_minimum_norm_solution()
 
 
 def test_sharded_statistics_fit_rank_deficient_features_as_one_pass():
-    from t2c_captum.features.ray_backend import shard_stats
+    from t2c_captum.aligners.streaming import shard_stats
 
     X, Y, _ = _rank_deficient(n=3000)
     indices = torch.arange(len(X))
@@ -257,7 +261,7 @@ def test_sharded_statistics_fit_rank_deficient_features_as_one_pass():
             shard = {"x": X[start : start + 700], "y": Y[start : start + 700],
                      "indices": indices[start : start + 700]}
             summed.add_stats(*shard_stats(shard, ("x", "y"), summed.validation_fraction))
-        summed._ensure_solved()
+        summed.solve()
         # float32 products summed over other row splits: the predictions agree to float32 precision
         # (the strength the search picks may differ where the held-out R² is flat to 1e-6 in it)
         torch.testing.assert_close(summed.transform(X), whole.transform(X), atol=2e-3, rtol=1e-3)
@@ -266,14 +270,24 @@ def test_sharded_statistics_fit_rank_deficient_features_as_one_pass():
         )
 
 
-def test_alpha_search_scores_equal_direct_solves():
-    """The search scores each strength from one eigendecomposition; a fixed-strength fit solves
-    directly (Cholesky). Both give the same held-out R² for every strength tried."""
+@pytest.mark.parametrize("float32_from", [10_000, 0], ids=["float64 spectrum", "float32 spectrum"])
+def test_alpha_search_scores_equal_direct_solves(monkeypatch, float32_from):
+    """The search scores each strength from one eigendecomposition (float32 on the CPU from
+    FLOAT32_SPECTRUM_DIM features up: as precise as the float32 products of the statistics); a
+    fixed-strength fit solves directly (float64 Cholesky). Every strength's score agrees with its
+    direct solve (to float64 rounding, or float32's), and the chosen strength is then solved exactly
+    as a fixed-strength fit is."""
+    from t2c_captum.aligners import linear
+
+    monkeypatch.setattr(linear, "FLOAT32_SPECTRUM_DIM", float32_from)
+    tolerance = 1e-9 if float32_from else 1e-6
     X, Y, _ = _data(n=1500, d=60, noise=3.0)
     searched = LinearAligner().fit(X, Y)
     assert len(searched.fit_stats_["alpha_path"]) == 13
     for alpha, r2 in searched.fit_stats_["alpha_path"]:
         direct = LinearAligner(alpha=alpha).fit(X, Y).fit_stats_["holdout_r2_from_stats"]
-        assert r2 == pytest.approx(direct, abs=1e-9)
+        assert r2 == pytest.approx(direct, abs=tolerance)
+    fixed = LinearAligner(alpha=searched.fit_stats_["alpha"]).fit(X, Y)
+    assert torch.equal(searched.weight_, fixed.weight_)
     best = max(r2 for _, r2 in searched.fit_stats_["alpha_path"])
-    assert searched.fit_stats_["holdout_r2_from_stats"] == pytest.approx(best, abs=1e-9)
+    assert searched.fit_stats_["holdout_r2_from_stats"] == pytest.approx(best, abs=tolerance)

@@ -18,8 +18,8 @@ def _world_like(mean: float = 0.5, *extra: object) -> transforms.Compose:
 
 
 def test_equal_deterministic_steps_are_the_same_preprocessing_and_anything_doubtful_is_not():
+    from t2c_captum.aligners.loading import load_target
     from t2c_captum.backbones import load_backbone
-    from t2c_captum.pipeline import load_target
 
     cnn, clip = load_backbone("world-cnn").preprocess, load_target("world-clip").preprocess
     assert cnn is not clip and same_preprocess(cnn, clip)
@@ -73,9 +73,9 @@ def test_a_shared_preprocessing_runs_once_per_image_and_each_encoder_gets_its_ow
 
 def test_extraction_sharing_a_preprocessing_gives_the_same_features(tmp_path, labelled_images, monkeypatch):
     from t2c_captum import extract_features
+    from t2c_captum.aligners.loading import load_target
     from t2c_captum.backbones import load_backbone
     from t2c_captum.data import loader
-    from t2c_captum.pipeline import load_target
 
     encoders = {"source": load_backbone("world-cnn"), "target": load_target("world-clip")}
     opts = dict(batch_size=8, shard_size=16, progress=False, device="cpu")

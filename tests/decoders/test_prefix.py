@@ -257,8 +257,8 @@ def test_features_and_feature_directions_decode_through_the_aligner(tiny_decoder
 def test_images_decode_through_an_aligned_backbone_and_through_the_space(
     tiny_decoder, fake_space, labelled_images
 ):
+    from t2c_captum.alignment import fit_aligner
     from t2c_captum.decoders import caption_images
-    from t2c_captum.pipeline import fit_aligner
     from t2c_captum.testing import FakeBackbone
 
     backbone = FakeBackbone(dim=40)

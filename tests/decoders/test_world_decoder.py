@@ -8,10 +8,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_world_decoder_names_shape_and_colour_and_a_shift(tmp_path):
-    from t2c_captum.decoders.world import caption_accuracy, world_decoder, world_shift_captions
     from t2c_captum.features import extract_features
     from t2c_captum.spaces import load_space
     from t2c_captum.world.adapters import world_source
+    from t2c_captum.world.decoder import caption_accuracy, world_decoder, world_shift_captions
     from t2c_captum.world.tasks import SHIFT_TASKS
 
     decoder = world_decoder(cache_dir=str(tmp_path / "dec"))

@@ -8,15 +8,15 @@ import torch
 
 from t2c_captum import DataError, IncompatibleArtifactError
 from t2c_captum.aligners import LinearAligner
+from t2c_captum.aligners.fit import fit_from_store
 from t2c_captum.concepts import ConceptBank
-from t2c_captum.pipeline import fit_from_store
 from t2c_captum.retrieval import Retriever
 
 faiss = pytest.importorskip(
     "faiss", reason="the FAISS backend needs faiss-cpu (pip install 't2c_captum[faiss]')"
 )
 
-from t2c_captum.faiss_index import FaissIndex  # noqa: E402
+from t2c_captum.retrieval.faiss_index import FaissIndex  # noqa: E402
 
 from .conftest import write_store  # noqa: E402
 

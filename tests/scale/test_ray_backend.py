@@ -11,8 +11,9 @@ ray = pytest.importorskip("ray", reason="the Ray backend needs ray[data] (pip in
 
 from t2c_captum import DataError, FeatureStore, extract_features  # noqa: E402
 from t2c_captum.aligners import LinearAligner  # noqa: E402
+from t2c_captum.aligners.fit import fit_from_store  # noqa: E402
+from t2c_captum.aligners.streaming import FitStatistics  # noqa: E402
 from t2c_captum.features.ray_backend import RayClusterError, connect, extract_features_ray  # noqa: E402
-from t2c_captum.pipeline import fit_from_store  # noqa: E402
 from t2c_captum.testing import (  # noqa: E402
     FakeBackbone,
     FakePairPlugin,
@@ -72,7 +73,7 @@ def test_ray_store_and_fit_equal_the_in_process_ones(local_ray, images, tmp_path
         shard_size=8,
         batch_size=4,
         num_workers=2,
-        stats_keys=("source", "target"),
+        summary=FitStatistics(),
         progress=False,
     )
     local = extract_features(images, encoders, store=tmp_path / "local", shard_size=8, progress=False)
@@ -83,8 +84,8 @@ def test_ray_store_and_fit_equal_the_in_process_ones(local_ray, images, tmp_path
     proj = encoders["source"].proj  # pixels in [0, 1]: Σ|x·w| is at most a row's L1 norm
     magnitude = float(proj.weight.abs().sum(1).max() + proj.bias.abs().max())
     torch.testing.assert_close(a["source"], b["source"], **float32_tolerance(192, magnitude))
-    aligner = LinearAligner().add_stats(*stats)
-    aligner._ensure_solved()
+    aligner = LinearAligner().add_stats(*FitStatistics.combine(stats))
+    aligner.solve()
     reference = fit_from_store(local, LinearAligner())
     assert aligner.fit_stats_["n_train"] + aligner.fit_stats_["n_holdout"] == 40
     assert _relative(aligner.weight_, reference.weight_) < 1e-5
@@ -118,13 +119,14 @@ def test_dead_and_failing_workers_lose_and_duplicate_nothing_and_reruns_resume(l
         store=store_dir,
         shard_size=8,
         num_workers=2,
-        stats_keys=("source", "target"),
+        summary=FitStatistics(),
         progress=False,
     )
     assert store.complete
     assert {s: store.shard_file(s).stat().st_mtime_ns for s in (0, 1, 3)} == {s: mtimes[s] for s in (0, 1, 3)}
     assert store.load()["indices"].tolist() == list(range(40))  # nothing duplicated or lost
-    assert stats[0].n + stats[1].n == 40  # statistics of the resumed shards read back from the store
+    train, held = FitStatistics.combine(stats)
+    assert len(stats) == 5 and train.n + held.n == 40  # the resumed shards' summaries come from the store
 
 
 def test_ray_workers_decode_reduced_as_the_in_process_extraction_does(local_ray, tmp_path):

@@ -7,10 +7,11 @@ import torch
 
 from t2c_captum import DataError, extract_features
 from t2c_captum.aligners import LinearAligner
+from t2c_captum.aligners.fit import fit_from_store
 from t2c_captum.aligners.linear import SufficientStats
+from t2c_captum.aligners.streaming import shard_stats
+from t2c_captum.alignment import fit_aligner
 from t2c_captum.features import FeatureStore
-from t2c_captum.features.ray_backend import shard_stats
-from t2c_captum.pipeline import fit_aligner, fit_from_store
 from t2c_captum.testing import FakeBackbone, FakeSpace
 
 
@@ -23,7 +24,7 @@ def test_summed_shard_statistics_fit_equals_the_streamed_partial_fit(synthetic_s
     summed = LinearAligner()
     for shard in reversed(list(synthetic_store.iter_shards(["source", "target"]))):  # any order
         summed.add_stats(*shard_stats(shard, ("source", "target"), summed.validation_fraction))
-    summed._ensure_solved()
+    summed.solve()
     assert summed.fit_stats_["n_train"] == reference.fit_stats_["n_train"]
     x = synthetic_store.load(["source"])["source"]
     assert _rel(summed.weight_, reference.weight_) < 1e-5
@@ -110,7 +111,7 @@ def test_on_shard_sees_every_new_shard_and_channels_last_changes_nothing(labelle
 def test_shard_statistics_are_multiplied_out_on_the_gpu_the_features_come_from():
     import torch
 
-    from t2c_captum.pipeline import _stats_device
+    from t2c_captum.aligners.fit import _stats_device
 
     assert _stats_device(None, "cuda") is None
     assert _stats_device(LinearAligner(), "cpu") is None  # the CPU

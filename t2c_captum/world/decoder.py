@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .prefix import PrefixDecoder, PrefixDecoderConfig, load_prefix_decoder
-from .train import TrainSettings, corpus_digest, train_prefix_decoder
+from ..decoders.prefix import PrefixDecoder, PrefixDecoderConfig, load_prefix_decoder
+from ..decoders.train import TrainSettings, corpus_digest, train_prefix_decoder
 
 __all__ = [
     "WORLD_DECODER_CONFIG",
@@ -50,7 +50,7 @@ WORLD_DECODER_SETTINGS = TrainSettings(
 
 def world_corpus(n_samples: int = WORLD_DECODER_SAMPLES) -> list[str]:
     """The captions of the first ``n_samples`` images of the world's training split."""
-    from ..world.generator import make_split
+    from .generator import make_split
 
     return [c for s in make_split("train", n_samples) for c in s.captions]
 
@@ -97,7 +97,7 @@ def world_decoder(
 
 
 def _phrases(factor: str, value: str) -> list[str]:
-    from ..world.tasks import factor_words
+    from .tasks import factor_words
 
     return sorted(factor_words(factor, value), key=len, reverse=True)
 
@@ -105,7 +105,7 @@ def _phrases(factor: str, value: str) -> list[str]:
 def _strip_scene(text: str, keep: str) -> str:
     """Remove background and position phrases (all values) unless ``keep`` is that factor, so that a
     'striped background' does not count as a striped object."""
-    from ..world.generator import FACTORS
+    from .generator import FACTORS
 
     for factor in ("background", "position"):
         if factor == keep:
@@ -140,9 +140,9 @@ def world_shift_captions(
     """For each injected shift task: the caption of its direction (mean aligned target − mean
     aligned source) and whether it names the shifted factor value."""
     from ..data import open_source
+    from ..decoders.captioning import caption_direction, shift_direction
     from ..features import extract_features
-    from ..world.tasks import SHIFT_TASKS
-    from .captioning import caption_direction, shift_direction
+    from .tasks import SHIFT_TASKS
 
     rows = []
     for task in tasks if tasks is not None else SHIFT_TASKS:
