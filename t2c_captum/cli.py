@@ -21,7 +21,6 @@ from .commands._common import (
     load_models,
 )
 from .commands._console import ErrorBoundary, console
-from .commands._console import fail as _fail  # noqa: F401  (kept for one release: old import path)
 from .features.options import ExtractOptions
 
 app = typer.Typer(

@@ -33,7 +33,8 @@ __all__ = [
 ]
 
 ARTIFACT_FORMAT = 1
-_TENSORS = ("weight_", "bias_", "x_mean_", "x_scale_")
+#: the tensors of a fitted aligner, in every artifact that holds one
+ALIGNER_TENSORS = ("weight_", "bias_", "x_mean_", "x_scale_")
 
 
 def _library_version() -> str:
@@ -57,7 +58,7 @@ def save_aligner(aligner: Aligner, path: str | os.PathLike[str]) -> Path:
         "dims": {"source": d, "target": D},
         "fit_stats": aligner.fit_stats_,
     }
-    tensors = {name: getattr(aligner, name) for name in _TENSORS}
+    tensors = {name: getattr(aligner, name) for name in ALIGNER_TENSORS}
     atomic_write_tensors(stem.with_suffix(".safetensors"), tensors, {"format": "t2c_captum.aligner"})
     atomic_write_json(stem.with_suffix(".json"), meta)
     return stem.with_suffix(".json")
@@ -171,27 +172,22 @@ def load_aligner(path: str | os.PathLike[str], backbone: Any = None, space: Any 
     except UnknownNameError as exc:
         raise CheckpointFormatError(f"{str(json_path)!r}: {exc}") from exc
     tensors = load_state_dict_file(tensor_path)
-    missing = [k for k in _TENSORS if k not in tensors]
+    missing = [k for k in ALIGNER_TENSORS if k not in tensors]
     if missing:
         raise CheckpointFormatError(f"{str(tensor_path)!r} lacks tensors {missing}")
-    aligner = aligner_from_state(meta, tensors, cls=cls)
+    aligner = aligner_from_state(cls, meta, tensors)
     check_compatible(aligner, backbone, space)
     return aligner
 
 
 def aligner_from_state(
-    meta: dict[str, Any], tensors: dict[str, Any], prefix: str = "", *, cls: type[Aligner] | None = None
+    cls: type[Aligner], meta: dict[str, Any], tensors: dict[str, Any], prefix: str = ""
 ) -> Aligner:
-    """A fitted aligner from an artifact's metadata (``kind``, ``params``, ``source``, ``target``,
-    ``fit_stats``) and its tensors, stored as ``PREFIXweight_``, ``PREFIXbias_``, ``PREFIXx_mean_`` and
-    ``PREFIXx_scale_`` (the caller checks that they are there). ``cls``: the class of ``meta["kind"]``;
-    default: looked up in the aligner registry."""
-    if cls is None:
-        from ..plugins import get_registries
-
-        cls = get_registries().aligners.get(meta["kind"])
+    """A fitted ``cls`` (the class of ``meta["kind"]``, looked up by the caller) from an artifact's
+    metadata (``params``, ``source``, ``target``, ``fit_stats``) and its :data:`ALIGNER_TENSORS`,
+    stored as ``PREFIXweight_`` and so on (the caller checks that they are there)."""
     aligner = cls(**meta.get("params", {}))
-    for name in _TENSORS:
+    for name in ALIGNER_TENSORS:
         setattr(aligner, name, tensors[prefix + name])
     aligner.source_ = meta.get("source", {})
     aligner.target_ = meta.get("target", {})

@@ -13,7 +13,7 @@ import torch
 from .._exceptions import CheckpointFormatError, IncompatibleArtifactError
 from .._identity import artifact_stem
 from .._io import atomic_write_json, atomic_write_tensors, load_state_dict_file, read_json
-from ..aligners.io import aligner_from_state
+from ..aligners.io import ALIGNER_TENSORS, aligner_from_state
 from ..concepts.bank import ConceptBank
 from .features import identity_diff
 from .reports import PathPoint
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["CBM_FORMAT", "check_aligner", "check_bank", "read_cbm", "restore", "saved_aligner", "write_cbm"]
 
 CBM_FORMAT = 1
-_ALIGNER_TENSORS = ("weight_", "bias_", "x_mean_", "x_scale_")
 
 
 def write_cbm(model: ConceptBottleneck, path: str | os.PathLike[str]) -> Path:
@@ -46,7 +45,7 @@ def write_cbm(model: ConceptBottleneck, path: str | os.PathLike[str]) -> Path:
         )
     aligner_meta = None
     if model.aligner is not None:
-        for name in _ALIGNER_TENSORS:
+        for name in ALIGNER_TENSORS:
             tensors[f"aligner.{name}"] = getattr(model.aligner, name)
         aligner_meta = {
             "kind": model.aligner.kind,
@@ -141,10 +140,10 @@ def saved_aligner(meta: dict[str, Any] | None, tensors: dict[str, torch.Tensor])
     from ..plugins import get_registries
 
     cls = get_registries().aligners.get(meta["kind"])
-    for name in _ALIGNER_TENSORS:
+    for name in ALIGNER_TENSORS:
         if f"aligner.{name}" not in tensors:
             raise CheckpointFormatError(f"the saved concept bottleneck lacks the aligner's {name}")
-    return aligner_from_state(meta, tensors, "aligner.", cls=cls)
+    return aligner_from_state(cls, meta, tensors, "aligner.")
 
 
 def check_aligner(saved: Any, given: Any) -> None:
