@@ -11,6 +11,7 @@ Both aligners get identical rows; the same held-out rows (10%, by index hash) sc
 
     python benchmarks/bench_aligners.py                 # N=50,000, d=2048 -> D=512
     python benchmarks/bench_aligners.py --n 20000 --world
+    python benchmarks/bench_aligners.py --parts         # the fit's building blocks, each way it could run
 """
 
 from __future__ import annotations
@@ -118,7 +119,47 @@ def run(
     return rows
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, dict[str, float]]]:
+def parts(n: int, d: int, D: int, repeat: int) -> dict[str, float]:
+    """The closed-form fit's building blocks, each timed every way it could be computed on this CPU
+    (the choices in ``t2c_captum.aligners.linear`` are these figures)."""
+    from scipy.linalg import lapack
+    from scipy.linalg.blas import ssyrk
+
+    X, Y = synthetic(n, d, D)
+    xc, yc = X - X.mean(0), Y - Y.mean(0)
+    a = xc.numpy()
+    corr = (xc.T.double() @ xc.double()) / n
+    corr /= torch.outer(corr.diagonal().sqrt(), corr.diagonal().sqrt())
+    system = corr + 1e-3 * torch.eye(d, dtype=torch.float64)
+    rhs = (xc.T.double() @ yc.double()) / n
+
+    def torch_cholesky() -> torch.Tensor:
+        return torch.cholesky_solve(rhs, torch.linalg.cholesky_ex(system)[0])
+
+    def lapack_cholesky() -> np.ndarray:
+        factor, _ = lapack.dpotrf(system.numpy().T.copy(), lower=1, clean=0, overwrite_a=1)
+        return lapack.dpotrs(factor, rhs.numpy(), lower=1)[0]
+
+    blocks: dict[str, Callable[[], Any]] = {
+        "Sxx: NumPy a.T @ a (BLAS syrk)": lambda: a.T @ a,
+        "Sxx: SciPy ssyrk": lambda: ssyrk(1.0, a.T, trans=0, lower=1),
+        "Sxx: torch X.T @ X (gemm)": lambda: xc.T @ xc,
+        "Sxy: torch X.T @ Y": lambda: xc.T @ yc,
+        "Sxy: NumPy X.T @ Y": lambda: a.T @ yc.numpy(),
+        "eigh float32 (torch)": lambda: torch.linalg.eigh(corr.float()),
+        "eigh float64 (torch)": lambda: torch.linalg.eigh(corr),
+        "Cholesky solve float64: torch": torch_cholesky,
+        "Cholesky solve float64: LAPACK via SciPy": lapack_cholesky,
+    }
+    print(f"building blocks at N={n:,}, d={d} -> D={D}, best of {repeat}")
+    rows = {}
+    for label, fn in blocks.items():
+        rows[label] = timed(fn, repeat)[0]
+        print(f"  {label:<42} {rows[label]:7.3f} s")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Print every fitter's time, ratio and R² per feature set; return the rows."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--n", type=int, default=50_000)
@@ -128,9 +169,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, dict[str, float]]]:
     parser.add_argument("--world-n", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=1, help="time each fitter so often, keep the best")
     parser.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn rows")
+    parser.add_argument("--parts", action="store_true", help="time the fit's building blocks instead")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {cpu_description()}")
+    if args.parts:
+        return [parts(int(args.n * 0.9), args.d, args.D, max(args.repeat, 2))]
     X, Y = synthetic(args.n, args.d, args.D)
     results = [run("synthetic (power-law spectrum)", X, Y, repeat=args.repeat, sklearn=not args.no_sklearn)]
     del X, Y

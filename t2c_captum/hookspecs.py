@@ -115,3 +115,16 @@ def register_sources(register: Register) -> None:
 
     .. versionadded:: 0.2
     """
+
+
+@hookspec
+def register_caption_corpora(register: Register) -> None:
+    """Register caption corpora: named lists of captions to train a caption decoder on
+    (``t2c decoder train SPACE --corpus NAME``).
+
+    :param register: call ``register(name, loader, description="")``; ``loader(**options)`` returns
+        a list of caption strings. Options a caller may pass: ``n_samples`` (how many items to draw
+        the captions from). Accept ``**kwargs`` and ignore what you do not use.
+
+    .. versionadded:: 0.2
+    """

@@ -51,6 +51,7 @@ HOOK_REGISTRIES: dict[str, str] = {
     "register_concept_vocabularies": "vocabularies",
     "register_decoders": "decoders",
     "register_sources": "sources",
+    "register_caption_corpora": "corpora",
 }
 
 _ADD_HINT = "Install a plugin that provides it, or register it with a @hookimpl (see docs/plugins.md)."
@@ -67,6 +68,7 @@ class Registries:
     vocabularies: Registry[Any] = field(default_factory=lambda: Registry("concept vocabulary", _ADD_HINT))
     decoders: Registry[Any] = field(default_factory=lambda: Registry("decoder", _ADD_HINT))
     sources: Registry[Any] = field(default_factory=lambda: Registry("image source", _ADD_HINT))
+    corpora: Registry[Any] = field(default_factory=lambda: Registry("caption corpus", _ADD_HINT))
 
     def all(self) -> dict[str, Registry[Any]]:
         """The registries by attribute name."""

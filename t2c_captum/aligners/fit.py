@@ -22,8 +22,7 @@ def fit_from_store(
     for shard in store.iter_shards([source_key, target_key]):
         if shard["indices"].numel():
             aligner.partial_fit(shard[source_key], shard[target_key], shard["indices"])
-    aligner._ensure_solved()
-    return aligner
+    return aligner.solve()
 
 
 def extract_with_statistics(

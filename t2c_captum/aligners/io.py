@@ -45,7 +45,7 @@ def _library_version() -> str:
 
 def save_aligner(aligner: Aligner, path: str | os.PathLike[str]) -> Path:
     """Save a fitted aligner; returns the JSON path. Writes are atomic."""
-    aligner._ensure_solved()
+    aligner.solve()
     stem = artifact_stem(path, "aligner")
     d, D = aligner.dims or (0, 0)
     meta = {

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from .._exceptions import ConfigurationError, DataError
@@ -142,19 +141,20 @@ FLOAT32_SPECTRUM_DIM = 512
 
 class _Products:
     """Sums of centred chunks in the chunks' precision, and the buffers the chunks are centred in
-    (kept from chunk to chunk: a fresh allocation per chunk costs page faults worth a tenth of the
-    products).
+    (sized for a whole chunk and kept from chunk to chunk: a fresh allocation costs page faults
+    worth a tenth of the products).
 
-    ``Σ x xᵀ`` of float32 CPU chunks goes through BLAS's ``syrk``, which computes one triangle: half
-    the products of a general matrix multiply (2x faster at d = 2048); it is mirrored when added to
-    the totals."""
+    ``Σ x xᵀ`` of float32 CPU chunks is NumPy's ``a.T @ a`` of the centred buffer, which NumPy hands
+    to its BLAS's ``syrk`` (one triangle, mirrored: half the products of a general matrix multiply).
+    ``python benchmarks/bench_aligners.py --parts`` times it beside SciPy's ``ssyrk`` and torch's
+    ``X.T @ X``: on an AMD EPYC with AVX2, 1.3 s for both ``syrk``s and 2.4 s for torch's ``gemm``
+    at 45,000 × 2,048."""
 
     def __init__(self, d: int, D: int, dtype: torch.dtype, device: torch.device) -> None:
         self.dtype, self.device = dtype, device
-        syrk = device.type == "cpu" and dtype == torch.float32 and d >= 2
-        # syrk's accumulator: a Fortran-ordered float32 array whose lower triangle it fills
-        self.lower = np.zeros((d, d), np.float32, order="F") if syrk else None
-        self._buffers: list[torch.Tensor | None] = [None, None]
+        self.syrk = device.type == "cpu" and dtype == torch.float32
+        # x, y and y² of the current chunk
+        self._buffers: list[torch.Tensor | None] = [None, None, None]
         self._zero(d, D)
 
     def _zero(self, d: int, D: int) -> None:
@@ -162,11 +162,7 @@ class _Products:
         self.n = 0
         self.x, self.y, self.yy = torch.zeros(d, **kw), torch.zeros(D, **kw), torch.zeros(D, **kw)
         self.xy = torch.zeros(d, D, **kw)
-        if self.lower is not None:
-            self.lower.fill(0)
-            self.xx = None
-        else:
-            self.xx = torch.zeros(d, d, **kw)
+        self.xx = torch.zeros(d, d, **kw)
 
     def add(
         self, x: torch.Tensor, y: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor,
@@ -180,45 +176,40 @@ class _Products:
             self.n += rows
             self.x += xc.sum(0)
             self.y += yc.sum(0)
-            self.yy += (yc * yc).sum(0)
+            self.yy += torch.mul(yc, yc, out=self._buffer(2, yc.shape[0], yc.shape[1])[:rows]).sum(0)
             self.xy.addmm_(xc.T, yc)
-            if self.lower is not None:
-                from scipy.linalg.blas import ssyrk
-
-                # xc's transpose, read as a Fortran array, is xc itself: no copy
-                self.lower = ssyrk(1.0, xc.numpy().T, beta=1.0, c=self.lower, trans=0, lower=1, overwrite_c=1)
+            if self.syrk:
+                a = xc.numpy()
+                self.xx += torch.from_numpy(a.T @ a)  # NumPy sees a.T @ a and calls syrk
             else:
-                assert self.xx is not None
                 self.xx.addmm_(xc.T, xc)
         return rows
+
+    def _buffer(self, slot: int, rows: int, width: int) -> torch.Tensor:
+        buffer = self._buffers[slot]
+        if buffer is None or buffer.shape[0] < rows or buffer.shape[1] != width:
+            buffer = torch.empty(max(rows, 1), width, dtype=self.dtype, device=self.device)
+            self._buffers[slot] = buffer
+        return buffer
 
     def _centred(
         self, t: torch.Tensor, shift: torch.Tensor, index: torch.Tensor | None, slot: int
     ) -> torch.Tensor:
-        """``t[index] - shift`` in this slot's buffer."""
+        """``t[index] - shift`` in this slot's buffer (sized for all of ``t``'s rows, so that chunks
+        keeping a few more rows than the last one do not allocate again)."""
         rows = t.shape[0] if index is None else index.shape[0]
-        buffer = self._buffers[slot]
-        if buffer is None or buffer.shape[0] < rows or buffer.shape[1] != t.shape[1]:
-            buffer = torch.empty(max(rows, 1), t.shape[1], dtype=self.dtype, device=self.device)
-            self._buffers[slot] = buffer
-        out = buffer[:rows]
+        out = self._buffer(slot, t.shape[0], t.shape[1])[:rows]
         if index is None:
             return torch.sub(t.to(self.dtype), shift, out=out)
         return torch.index_select(t.to(self.dtype), 0, index, out=out).sub_(shift)
 
     def flush_into(self, stats: SufficientStats) -> None:
-        """Add the sums to ``stats``' float64 totals and start again from zero."""
-        stats._sx += self.x.double()
-        stats._sy += self.y.double()
-        stats._sxy += self.xy.double()
-        stats._syy += self.yy.double()
-        if self.lower is not None:
-            upper = torch.from_numpy(self.lower.T).double()  # C-ordered upper triangle, zeros below
-            stats._sxx += upper
-            stats._sxx += upper.triu(1).T
-        else:
-            assert self.xx is not None
-            stats._sxx += self.xx.double()
+        """Add the sums to ``stats``' float64 totals (in place: no float64 copy) and start again."""
+        stats._sx.add_(self.x)
+        stats._sy.add_(self.y)
+        stats._sxy.add_(self.xy)
+        stats._syy.add_(self.yy)
+        stats._sxx.add_(self.xx)
         self._zero(*self.xy.shape)
 
 
@@ -255,13 +246,17 @@ class _Problem:
 
     def solve(self, alpha: float) -> torch.Tensor:
         """Standardised coefficients ``[d, D]`` for one strength: a Cholesky solve, or the spectrum's
-        (minimum-norm on directions without variance) where the system is not positive definite."""
+        (minimum-norm on directions without variance) where the system is not positive definite
+        beyond rounding: where a pivot is not positive, or is at the statistics' rounding level
+        relative to its column's variance (a column that earlier columns give up to rounding)."""
         system = self.corr.clone()
         system.diagonal().add_(alpha)
-        chol, info = torch.linalg.cholesky_ex(system)
-        if int(info) != 0:
-            return self.spectrum(torch.float64).coef(alpha)
-        return torch.cholesky_solve(self.corr_xy, chol)
+        variance = system.diagonal().clone()
+        eps = torch.finfo(torch.float64 if system.device.type == "cuda" else torch.float32).eps
+        factor, info = torch.linalg.cholesky_ex(system)
+        if int(info) == 0 and not _at_rounding_level(factor.diagonal(), variance, eps):
+            return torch.cholesky_solve(self.corr_xy, factor)
+        return self.spectrum(torch.float64).coef(alpha)
 
     def spectrum(self, dtype: torch.dtype | None = None) -> _Spectrum:
         """The eigendecomposition of the problem, in ``dtype`` (computed once per dtype). Default:
@@ -288,6 +283,16 @@ class _Problem:
 
     def train_r2(self, coef: torch.Tensor) -> float:
         return 1.0 - self.n * self._sse(coef, self.corr, self.corr_xy, self.syy / self.n) / float(self.syy)
+
+
+#: a Cholesky pivot this many products' epsilons of its column's variance (or less) is rounding:
+#: exactly collinear float32 columns leave pivots of about one epsilon
+PIVOT_ROUNDING = 16
+
+
+def _at_rounding_level(pivots: torch.Tensor, variance: torch.Tensor, eps: float) -> bool:
+    """Whether some Cholesky pivot ``l_ii`` has ``l_ii² <= PIVOT_ROUNDING · eps · system_ii``."""
+    return bool((pivots.double() ** 2 <= PIVOT_ROUNDING * eps * variance.double()).any())
 
 
 def _rounding_level(lam: torch.Tensor, device: torch.device, dtype: torch.dtype = torch.float64) -> float:

@@ -189,6 +189,17 @@ class ModuleBackbone(Backbone):
         else:
             target.register_forward_hook(self._hook)
 
+    @property
+    def hooked_layer(self) -> str:
+        """The model's submodule (its name) the features are taken from."""
+        return self._target_name
+
+    @property
+    def captures_input(self) -> bool:
+        """Whether the features are the hooked layer's input (the head's, "penultimate") rather
+        than its output."""
+        return self._capture_input
+
     def _pre_hook(self, _module: nn.Module, args: tuple[Any, ...]) -> None:
         if self._active:  # the wrapped model may also be used on its own
             self._captured = args[0]

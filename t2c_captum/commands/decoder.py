@@ -19,11 +19,12 @@ StrategyOpt = Annotated[str, typer.Option(help="greedy, beam or nucleus.")]
 
 
 def _corpus(corpus: str, n_samples: int) -> Any:
-    if corpus == "world":
-        from ..world.decoder import world_corpus
+    """A file path as given (read by the trainer); otherwise a registered caption corpus."""
+    if Path(corpus).suffix in {".txt", ".json", ".csv"}:
+        return corpus
+    from ..decoders import load_caption_corpus
 
-        return world_corpus(n_samples)
-    return corpus
+    return load_caption_corpus(corpus, n_samples=n_samples)
 
 
 @decoder_app.command("train")
@@ -34,7 +35,10 @@ def train_cmd(
     ],
     corpus: Annotated[
         str,
-        typer.Option(help="'world' (the concept world's captions) or a .txt/.json/.csv file of captions."),
+        typer.Option(
+            help="A registered caption corpus ('world': the concept world's captions; see t2c plugins) "
+            "or a .txt/.json/.csv file of captions."
+        ),
     ],
     out: Annotated[
         Path,
@@ -50,7 +54,7 @@ def train_cmd(
     prefix_length: Annotated[int, typer.Option(help="Prefix tokens per embedding.")] = 8,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 200,
     world_samples: Annotated[
-        int, typer.Option(help="With --corpus world: images whose captions are used.")
+        int, typer.Option(help="With a registered corpus (world): images whose captions are used.")
     ] = 2400,
     tokenizer: Annotated[
         str | None, typer.Option(help="A local Hugging Face tokenizer directory (default: CLIP BPE).")
@@ -191,7 +195,13 @@ def caption_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Decode images, feature vectors or directions into captions through the decoder's space."""
-    from ..decoders import caption_direction, caption_features, caption_images, load_decoder
+    from ..decoders import (
+        caption_direction,
+        caption_embeddings,
+        caption_features,
+        caption_images,
+        load_decoder,
+    )
     from ..decoders.generation import GenerationOptions
     from ._console import console
 
@@ -237,7 +247,7 @@ def caption_cmd(
         captions = (
             caption_features(dec, x, pair.aligner, project=project, **gen)
             if pair is not None
-            else dec.decode(x, project=project, **gen)
+            else caption_embeddings(dec, x, project=project, **gen)
         )
         rows = [{"item": f"{vector.name}[{i}]", "caption": c} for i, c in enumerate(captions)]
     else:

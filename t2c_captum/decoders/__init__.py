@@ -25,7 +25,7 @@ from .captioning import (
 from .clipcap import ClipCapDecoder, load_clipcap
 from .generation import STRATEGIES, Generated, GenerationOptions, generate
 from .prefix import PrefixDecoder, PrefixDecoderConfig, load_prefix_decoder
-from .tokenizer import CompactVocabulary, TextTokenizer, read_corpus
+from .tokenizer import CompactVocabulary, TextTokenizer, load_caption_corpus, read_corpus
 from .train import TrainSettings, corpus_digest, train_prefix_decoder
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "generate",
     "identity_differences",
     "list_decoders",
+    "load_caption_corpus",
     "load_clipcap",
     "load_decoder",
     "load_prefix_decoder",

@@ -132,9 +132,29 @@ class CompactVocabulary:
         return sum(int(i) in self._index for i in ids) / max(1, len(ids))
 
 
+def load_caption_corpus(name: str, **options: Any) -> list[str]:
+    """The captions of a corpus registered through the ``register_caption_corpora`` hook (the
+    concept world's is ``"world"``); ``options`` go to its loader (e.g. ``n_samples``).
+
+    Raises :class:`~t2c_captum.UnknownNameError` (with the registered names) for an unknown name.
+
+    Examples::
+
+        >>> captions = load_caption_corpus("world", n_samples=200)
+    """
+    from ..plugins import get_registries
+
+    loader = get_registries().corpora.get(name)
+    captions = loader(**options)
+    if not isinstance(captions, list | tuple) or not all(isinstance(c, str) for c in captions):
+        raise DataError(f"caption corpus {name!r} did not give a list of strings")
+    return list(captions)
+
+
 def read_corpus(corpus: Any) -> list[str]:
-    """Captions from a list of strings or a ``.txt`` (one per line) / ``.json`` (a list of strings, or
-    of objects with a ``caption`` field) / ``.csv`` (the ``caption`` column, else the first) file."""
+    """Captions from a list of strings, a ``.txt`` (one per line) / ``.json`` (a list of strings, or
+    of objects with a ``caption`` field) / ``.csv`` (the ``caption`` column, else the first) file, or
+    the name of a registered caption corpus (:func:`load_caption_corpus`)."""
     import csv
     import json
 
@@ -158,10 +178,15 @@ def read_corpus(corpus: Any) -> list[str]:
         else:
             captions = text.splitlines()
     elif isinstance(corpus, str):
-        raise DataError(
-            f"corpus {corpus!r} is neither a .txt/.json/.csv file nor a list of captions; "
-            "for the concept world's captions use world_corpus() (CLI: --corpus world)"
-        )
+        from ..plugins import get_registries
+
+        corpora = get_registries().corpora
+        if corpus not in corpora:
+            raise DataError(
+                f"corpus {corpus!r} is neither a .txt/.json/.csv file, a list of captions nor a "
+                f"registered caption corpus (registered: {', '.join(corpora.names()) or 'none'})"
+            )
+        captions = load_caption_corpus(corpus)
     else:
         captions = list(corpus)
     if not all(isinstance(c, str) for c in captions):

@@ -115,8 +115,8 @@ def tcav_target(backbone: nn.Module, head: nn.Module | None = None) -> tuple[nn.
     """
     from ..backbones import ModuleBackbone
 
-    if isinstance(backbone, ModuleBackbone) and not backbone._capture_input:
-        return backbone.model, backbone._target_name, backbone.pool
+    if isinstance(backbone, ModuleBackbone) and not backbone.captures_input:
+        return backbone.model, backbone.hooked_layer, backbone.pool
     return FeatureHeadModel(backbone, head), "features", "flatten"
 
 

@@ -43,7 +43,7 @@ class ReportContext:
     """Everything the section builders share, computed once.
 
     Attributes:
-        aligned: aligner, backbone and space (:class:`~t2c_captum.commands._common.AlignedData`).
+        aligned: aligner, backbone and space (:class:`~t2c_captum.probes.AlignedData`).
         data: the dataset spec, as given.
         source: the images (an :class:`~t2c_captum.data.ImageSource`).
         store: their feature store (keys ``source`` and ``target``).

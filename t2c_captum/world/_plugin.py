@@ -47,3 +47,14 @@ def register_sources(register: Register) -> None:
         open_world_spec,
         description="world:SPLIT[:FACTOR[:N]]: a concept-world split (labels from FACTOR, default shape)",
     )
+
+
+@hookimpl
+def register_caption_corpora(register: Register) -> None:
+    from .decoder import world_corpus
+
+    register(
+        "world",
+        lambda n_samples=None, **_: world_corpus() if n_samples is None else world_corpus(n_samples),
+        description="the captions of the concept world's training images (n_samples of them: 2,400)",
+    )

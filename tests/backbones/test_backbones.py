@@ -72,6 +72,7 @@ def test_torchvision_penultimate_and_head():
     feats = bb(x)
     assert feats.shape == (1, 512)
     torch.testing.assert_close(bb.classify(feats), bb.model(x), atol=1e-4, rtol=1e-4)
+    assert (bb.hooked_layer, bb.captures_input) == ("fc", True)  # the head's input
 
 
 def test_any_module_with_a_layer_name():
@@ -81,6 +82,7 @@ def test_any_module_with_a_layer_name():
     x = torch.randn(3, 3, 16, 16)
     torch.testing.assert_close(bb(x), net[2](net[1](net[0](x))).mean(dim=(2, 3)))
     assert bb.feature_dim == 7
+    assert (bb.hooked_layer, bb.captures_input) == ("2", False)
     with pytest.raises(UnknownNameError, match="Did you mean"):
         module_backbone(net, layer="22")
 

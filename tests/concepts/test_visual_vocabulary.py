@@ -87,3 +87,17 @@ def test_unknown_category_names_the_valid_ones():
     assert "colors-and-stuff" in message
     for category in REQUIRED_CATEGORIES:
         assert category in message
+
+
+def test_read_vocabulary_file_reads_every_format_and_drops_groups(tmp_path):
+    from t2c_captum import DataError
+    from t2c_captum.concepts import read_vocabulary_file
+
+    (tmp_path / "v.txt").write_text("# colours\nred\n\nblue\nred\n")
+    (tmp_path / "v.json").write_text('{"groups": {"colour": ["red", "blue"], "shape": ["star"]}}')
+    (tmp_path / "v.csv").write_text("concept,group\nred,colour\nstar,shape\n")
+    assert read_vocabulary_file(tmp_path / "v.txt") == ["red", "blue"]  # comments, blanks, repeats
+    assert read_vocabulary_file(tmp_path / "v.json") == ["red", "blue", "star"]
+    assert read_vocabulary_file(tmp_path / "v.csv") == ["red", "star"]
+    with pytest.raises(DataError, match="does not exist"):
+        read_vocabulary_file(tmp_path / "missing.txt")

@@ -125,3 +125,44 @@ def test_cli_refuses_an_empty_corpus(tmp_path):
         ],
     )
     assert result.exit_code == 2 and "no captions" in result.output
+
+
+def test_caption_corpora_come_from_the_hook(tmp_path):
+    from t2c_captum.decoders import load_caption_corpus, read_corpus
+    from t2c_captum.world.decoder import world_corpus
+
+    # the concept world's corpus is registered like a third party's, options passed through
+    assert load_caption_corpus("world", n_samples=6) == world_corpus(6)
+    assert load_caption_corpus("world") == world_corpus()
+    seen = {}
+
+    class CorpusPlugin:
+        @hookimpl
+        def register_caption_corpora(self, register):
+            def shapes(n_samples=None, **_):
+                seen["n_samples"] = n_samples
+                return CAPTIONS[: n_samples or len(CAPTIONS)]
+
+            register("shapes", shapes, description="four shapes, coloured")
+
+    with temporary_plugin(CorpusPlugin(), "corpus-plugin"):
+        assert read_corpus("shapes") == CAPTIONS
+        parts = json.loads(runner.invoke(app, ["plugins", "--json"]).output)
+        assert {"kind": "corpora", "name": "shapes", "plugin": "corpus-plugin",
+                "description": "four shapes, coloured"} in parts
+        args = ["decoder", "train", "world-clip", "--corpus", "shapes", "--world-samples", "8",
+                "--out", str(tmp_path / "d"), "--steps", "2", "--batch-size", "4", "--layers", "1",
+                "--width", "32", "--heads", "2", "--prefix-length", "2", "--json"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert seen["n_samples"] == 8
+        assert json.loads(result.output)["steps_done"] == 2
+    # an unknown name: one error line naming the close registered one, exit 2
+    result = runner.invoke(
+        app, ["decoder", "train", "world-clip", "--corpus", "wrld", "--out", str(tmp_path / "e")]
+    )
+    assert result.exit_code == 2 and "Did you mean 'world'" in result.output
+    from t2c_captum import DataError
+
+    with pytest.raises(DataError, match="registered caption corpus"):
+        read_corpus("shapes")
