@@ -97,3 +97,19 @@ def test_extraction_settings_have_one_home_and_one_by_one_settings_apply_over_it
         fit_aligner("world-cnn", "world-clip", "world:train:shape:8", batchsize=8)
     with pytest.raises(DataError, match="--batch-size"):
         fit_aligner("world-cnn", "world-clip", "world:train:shape:8", extraction=base, batch_size=0)
+
+
+def test_the_extraction_functions_take_the_settings_as_one_object_not_as_copies_of_its_fields():
+    import inspect
+    from dataclasses import fields
+
+    from t2c_captum import ExtractOptions
+    from t2c_captum.features import extract_features
+    from t2c_captum.features.ray_backend import extract_features_ray
+
+    settings = {f.name for f in fields(ExtractOptions)}
+    for function, own in ((extract_features, set()), (extract_features_ray, {"num_workers"})):
+        parameters = inspect.signature(function).parameters
+        assert parameters["options"].default is None and "settings" in parameters
+        # the Ray function's num_workers are its actors (ExtractOptions.ray_workers), as before
+        assert settings & set(parameters) == own, function.__name__

@@ -46,7 +46,7 @@ def extract_with_statistics(
     return options.extract(data, encoders, label=label, summary=summary, on_summary=add)
 
 
-def _stats_device(aligner: LinearAligner | None, device: str | None) -> torch.device | None:
+def _stats_device(aligner: LinearAligner | None, device: str | torch.device | None) -> torch.device | None:
     """Where each shard's statistics are multiplied out: the aligner's device if it has one, else
     the GPU the features come from (the CPU is busy decoding there); ``None`` (the CPU) otherwise.
     They are then added to the aligner's statistics, wherever those live."""

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -18,12 +18,13 @@ from .._exceptions import ConfigurationError, DataError
 from .._io import keyed_identity
 from ..data import ImageSource, iter_batches, open_source, split_preprocess, warn_skipped
 from ..data.loader import check_reduced_decode
+from .settings import SHARD_SIZE, ExtractSettings, check_sizes
 from .store import FeatureStore, store_key
 
-__all__ = ["SHARD_SIZE", "default_cache_dir", "extract_features"]
+if TYPE_CHECKING:  # options.py imports this module for ExtractOptions.extract
+    from .options import ExtractOptions
 
-#: images per store shard (the unit of resuming, writing and Ray work); part of a store's key
-SHARD_SIZE = 4096
+__all__ = ["SHARD_SIZE", "default_cache_dir", "extract_features"]
 
 
 def default_cache_dir() -> Path:
@@ -52,19 +53,12 @@ def _check_finite(name: str, out: torch.Tensor, indices: torch.Tensor, source: I
 def extract_features(
     source: Any,
     encoders: Mapping[str, nn.Module],
+    options: ExtractOptions | None = None,
     *,
     store: str | os.PathLike[str] | None = None,
-    batch_size: int = 64,
     shard_size: int = SHARD_SIZE,
-    num_workers: int | None = None,
-    device: str | torch.device | None = None,
-    precision: str = "auto",
-    strict: bool = False,
-    progress: bool = True,
-    channels_last: bool | None = None,
-    compile: bool = False,
     on_shard: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
-    reduced_decode: float | None = None,
+    **settings: Any,
 ) -> FeatureStore:
     """Run every encoder on every image once and write a :class:`FeatureStore`.
 
@@ -75,50 +69,45 @@ def extract_features(
     Args:
         source: a path, ``world:SPLIT``, an :class:`~t2c_captum.data.ImageSource` or a Dataset.
         encoders (dict): name → backbone or space (anything with ``preprocess`` and a forward).
-        store (str, optional): the store directory; default is a keyed folder in the cache.
-        batch_size (int, optional): images per forward pass. Default: ``64``
+        options (ExtractOptions, optional): the extraction settings (batch size, decoding workers,
+            device, precision, memory format, compile, reduced decode, strict, progress, cache
+            folder; see :class:`~t2c_captum.features.ExtractOptions`); its backend must be
+            ``"local"`` (``ExtractOptions.extract`` picks the backend). Default: ``ExtractOptions()``
+        store (str, optional): the store directory. Default: ``CACHE_DIR/features-KEY`` with the
+            options' ``cache_dir``, else a keyed folder in :func:`default_cache_dir`
         shard_size (int, optional): images per shard file. Default: ``4096``
-        num_workers (int, optional): decoding worker processes; ``None``: see
-            :func:`default_workers` (0 on the CPU, up to 16 on CUDA). Default: ``None``
-        device (str, optional): ``"auto"`` picks CUDA, then MPS, then CPU. Default: auto
-        precision (str, optional): ``"auto"`` (bf16 on CUDA and on CPUs with native bf16, see
-            :func:`~t2c_captum._device.resolve_precision`; fp32 elsewhere), ``"bf16"``,
-            ``"fp16"`` or ``"fp32"``; part of the store's key, so features of another precision are
-            never mixed in or reused. Default: auto
-        strict (bool, optional): fail on unreadable images instead of skipping them. Default: ``False``
-        progress (bool, optional): show a progress bar. Default: ``True``
-        channels_last (bool, optional): run convolutional encoders in channels-last memory format
-            (faster on GPUs with bf16/fp16 tensor cores, and for conv nets on CPUs: 1.1–1.6× in
-            ``benchmarks/cpu_forward_options.py``; no change for ViTs); ``None`` turns it on for
-            CUDA and CPU devices, off elsewhere; a model whose forward fails on channels-last
-            tensors runs contiguous instead, with a warning. Encoders are moved and converted for
-            the extraction only: afterwards they are back on their own device and memory format.
-            Default: ``None``
-        compile (bool, optional): ``torch.compile`` every encoder first (pays a compile time once;
-            worth it on GPUs for long runs). Default: ``False``
         on_shard (callable, optional): ``on_shard(shard, tensors)`` after each shard is written
             (in the writer thread), e.g. to accumulate fit statistics while features stream.
             Default: ``None``
-        reduced_decode (float, optional): decode JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg's DCT
-            scaling) while they stay at least this many times the size the encoders' first
-            ``Resize`` scales to. ``2`` decodes photos of 2,048 px and more 2.5-5x faster and
-            keeps the pixels the models see within a few grey levels (``benchmarks/reduced_decode.py``);
-            images smaller than twice that size are decoded as before. Part of the store's key.
-            Default: ``None`` (full decode, the models' reference preprocessing)
+        **settings: ``ExtractOptions`` fields one by one (``batch_size=32``, ``precision="fp32"``,
+            ``progress=False``), applied over ``options``; an unknown name is a
+            :class:`~t2c_captum.ConfigurationError` listing the fields.
 
     Returns:
-        FeatureStore: the finished store.
+        FeatureStore: the finished store (its key does not depend on how the settings were given).
+
+    Examples::
+
+        >>> store = extract_features("images/", {"source": backbone}, batch_size=32, progress=False)
+        >>> store = extract_features("images/", {"source": backbone}, ExtractOptions(batch_size=32))
     """
     if not encoders:
         raise ConfigurationError("give at least one encoder")
-    check_sizes(batch_size=batch_size, shard_size=shard_size, num_workers=num_workers)
+    opts = ExtractSettings.from_settings(options, **settings)
+    if opts.backend != "local":
+        raise ConfigurationError(
+            f"extract_features extracts in-process, but the options' backend is {opts.backend!r}: "
+            "call options.extract(data, encoders), or extract_features_ray"
+        )
+    check_sizes(batch_size=opts.batch_size, shard_size=shard_size, num_workers=opts.num_workers)
     source = open_source(source)
-    dev = resolve_device(device)
-    precision = resolve_precision(dev, precision)
-    if num_workers is None:
-        num_workers = default_workers(dev)
-    fs = open_store(source, encoders, store, shard_size, precision, reduced_decode)
-    _check_corrupt(fs, strict)
+    dev = resolve_device(opts.device)
+    precision = resolve_precision(dev, opts.precision)
+    num_workers = default_workers(dev) if opts.num_workers is None else opts.num_workers
+    if store is None:
+        store = opts.store_path(source, encoders, "features", shard_size=shard_size)
+    fs = open_store(source, encoders, store, shard_size, precision, opts.reduced_decode)
+    _check_corrupt(fs, opts.strict)
     pending = [s for s in range(fs.manifest["n_shards"]) if not fs.is_done(s)]
     if not pending:
         return fs
@@ -128,20 +117,11 @@ def extract_features(
             fs.write_shard(s, tensors, skipped)
             on_shard(s, tensors)
 
-    with _placed(encoders, dev, channels_last=channels_last, compile=compile) as models:
-        _run(fs, source, models, pending, shard_size, batch_size, num_workers, dev, precision, strict,
-             progress, on_shard=write, reduced_decode=reduced_decode)
+    with _placed(encoders, dev, channels_last=opts.channels_last, compile=opts.compile) as models:
+        _run(fs, source, models, pending, shard_size, opts.batch_size, num_workers, dev, precision,
+             opts.strict, opts.progress, on_shard=write, reduced_decode=opts.reduced_decode)
     warn_skipped(source, fs.skipped)
     return fs
-
-
-def check_sizes(*, batch_size: int, shard_size: int, num_workers: int | None = None) -> None:
-    """Refuse sizes an extraction cannot use, before any store is created."""
-    flags = {"batch_size": " (t2c: --batch-size)", "num_workers": " (t2c: --workers)"}
-    for name, value, least in (("batch_size", batch_size, 1), ("shard_size", shard_size, 1),
-                               ("num_workers", num_workers, 0)):
-        if value is not None and value < least:
-            raise DataError(f"{name} must be at least {least}, got {value}{flags.get(name, '')}")
 
 
 @contextlib.contextmanager

@@ -4,47 +4,60 @@
 backend take (batch size, decoding workers, device, precision, memory format, compile, reduced
 decoding, fault handling) with the backend switch, so ``t2c fit``, ``t2c eval``, ``t2c concepts``,
 ``t2c shift``, ``t2c retrieve``, ``t2c cbm`` and ``t2c report`` extract the same way from the same
-flags, and a scale run moves to a Ray cluster with ``--backend ray`` on any of them.
+flags, and a scale run moves to a Ray cluster with ``--backend ray`` on any of them. Its fields and
+checks are :class:`~t2c_captum.features.settings.ExtractSettings`' (``settings.py``, which the
+extraction functions import); this module adds :meth:`ExtractOptions.extract`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .._device import PRECISIONS
-from .._exceptions import ConfigurationError, DataError
-from ..data.loader import check_reduced_decode
-from .extract import SHARD_SIZE, check_sizes, extract_features
+from .extract import extract_features
+from .settings import BACKENDS, ExtractSettings
 from .store import FeatureStore, ShardSummary
 
 __all__ = ["BACKENDS", "ExtractOptions"]
 
-#: extraction backends: in-process, or Ray Data workers (``pip install 't2c_captum[ray]'``)
-BACKENDS = ("local", "ray")
-
 
 @dataclass(frozen=True)
-class ExtractOptions:
+class ExtractOptions(ExtractSettings):
     """Settings of a feature extraction, checked when made.
 
     Attributes:
         batch_size (int): images per forward pass. Default: ``64``
         num_workers (int, optional): decoding worker processes (local backend); ``None``: 0 on the
-            CPU, up to 16 on CUDA. Default: ``None``
-        device (str, optional): ``"auto"`` picks CUDA, then MPS, then CPU (Ray: the workers' device;
-            ``auto`` is the CPU there). Default: ``"auto"``
-        precision (str): ``auto``, ``bf16``, ``fp16`` or ``fp32``. Default: ``"auto"``
+            CPU, up to 16 on CUDA (:func:`~t2c_captum.features.extract.default_workers`).
+            Default: ``None``
+        device (str, optional): ``"auto"`` (or ``None``) picks CUDA, then MPS, then CPU (Ray: the
+            workers' device; ``auto`` is CUDA there when the workers get GPUs, else the CPU).
+            Default: ``"auto"``
+        precision (str): ``"auto"`` (bf16 on CUDA and on CPUs with native bf16, see
+            :func:`~t2c_captum._device.resolve_precision`; fp32 elsewhere), ``"bf16"``, ``"fp16"``
+            or ``"fp32"``; part of the store's key, so features of another precision are never
+            mixed in or reused. Default: ``"auto"``
         strict (bool): fail on unreadable images instead of skipping them. Default: ``False``
-        channels_last (bool, optional): channels-last conv nets; ``None``: on for CUDA and CPU.
-        compile (bool): ``torch.compile`` the encoders first. Default: ``False``
-        reduced_decode (float, optional): decode JPEGs reduced, at least this many times the
-            encoders' resize (see :func:`~t2c_captum.features.extract_features`). Default: ``None``
+        channels_last (bool, optional): run convolutional encoders in channels-last memory format
+            (faster on GPUs with bf16/fp16 tensor cores, and for conv nets on CPUs: 1.1–1.6× in
+            ``benchmarks/cpu_forward_options.py``; no change for ViTs); ``None`` turns it on for
+            CUDA and CPU devices, off elsewhere; a model whose forward fails on channels-last
+            tensors runs contiguous instead, with a warning. Encoders are moved and converted for
+            the extraction only: afterwards they are back on their own device and memory format.
+            Default: ``None``
+        compile (bool): ``torch.compile`` every encoder first (pays a compile time once; worth it
+            on GPUs for long runs). Default: ``False``
+        reduced_decode (float, optional): decode JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg's DCT
+            scaling) while they stay at least this many times the size the encoders' first
+            ``Resize`` scales to. ``2`` decodes photos of 2,048 px and more 2.5-5x faster and keeps
+            the pixels the models see within a few grey levels (``benchmarks/reduced_decode.py``);
+            images smaller than twice that size are decoded as before. Part of the store's key.
+            Default: ``None`` (full decode, the models' reference preprocessing)
         backend (str): ``"local"`` (in-process) or ``"ray"`` (Ray Data workers). Default: ``"local"``
         ray_address (str, optional): the Ray cluster; ``None`` starts a local instance.
         ray_workers (int): Ray workers extracting in parallel. Default: ``2``
@@ -56,76 +69,8 @@ class ExtractOptions:
 
         >>> opts = ExtractOptions(batch_size=128, precision="bf16", backend="ray", ray_workers=4)
         >>> store = opts.extract("images/", {"source": backbone})
+        >>> store = extract_features("images/", {"source": backbone}, opts.with_(backend="local"))
     """
-
-    batch_size: int = 64
-    num_workers: int | None = None
-    device: str | None = "auto"
-    precision: str = "auto"
-    strict: bool = False
-    channels_last: bool | None = None
-    compile: bool = False
-    reduced_decode: float | None = None
-    backend: str = "local"
-    ray_address: str | None = None
-    ray_workers: int = 2
-    cache_dir: str | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise DataError(f"backend must be 'local' or 'ray' (t2c: --backend), not {self.backend!r}")
-        if self.precision not in PRECISIONS:
-            raise DataError(
-                f"precision must be one of {', '.join(PRECISIONS)} (t2c: --precision), not {self.precision!r}"
-            )
-        workers = self.ray_workers
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise DataError(
-                f"ray_workers must be a whole number of at least 1 (t2c: --ray-workers), got {workers!r}"
-            )
-        if self.backend == "local" and self.ray_address is not None:
-            raise DataError("ray_address is set but the backend is local: add backend='ray' "
-                            "(t2c: --backend ray)")
-        check_sizes(batch_size=self.batch_size, shard_size=SHARD_SIZE, num_workers=self.num_workers)
-        check_reduced_decode(self.reduced_decode, {})  # the number; the encoders are checked later
-
-    def with_(self, **changes: Any) -> ExtractOptions:
-        """A copy with some settings changed (checked again)."""
-        return replace(self, **changes)
-
-    @classmethod
-    def from_settings(cls, extraction: ExtractOptions | None = None, **settings: Any) -> ExtractOptions:
-        """``extraction`` (default: the defaults) with ``settings`` (fields given one by one, as
-        ``fit_aligner(..., batch_size=32)`` takes them) applied over it; an unknown name is a
-        :class:`~t2c_captum.ConfigurationError` listing the fields."""
-        unknown = sorted(set(settings) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigurationError(
-                f"unknown extraction setting(s) {', '.join(map(repr, unknown))}; ExtractOptions takes "
-                + ", ".join(f.name for f in fields(cls))
-            )
-        return (extraction or cls()).with_(**settings)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The settings, as plain values."""
-        return asdict(self)
-
-    def store_path(
-        self, source: Any, encoders: Mapping[str, nn.Module], label: str
-    ) -> Path | None:
-        """Where the store of ``source`` goes under ``cache_dir`` (``None``: the default cache)."""
-        if self.cache_dir is None:
-            return None
-        from .._device import resolve_precision
-        from .ray_backend import worker_device
-        from .store import store_key
-
-        ids = {n: dict(getattr(e, "identity", {})) for n, e in encoders.items()}
-        device = worker_device(self.device) if self.backend == "ray" else self.device
-        precision = resolve_precision(device, self.precision)
-        key = store_key(ids, source.fingerprint, SHARD_SIZE, precision, self.reduced_decode)
-        return Path(self.cache_dir) / f"{label}-{key}"
 
     def extract(
         self,
@@ -136,7 +81,8 @@ class ExtractOptions:
         summary: ShardSummary | None = None,
         on_summary: Callable[[dict[str, Any]], object] | None = None,
     ) -> FeatureStore:
-        """Extract (or reuse, or resume) the store of ``encoders`` on ``data``.
+        """Extract (or reuse, or resume) the store of ``encoders`` on ``data``, with the backend
+        these options name.
 
         Args:
             data: images (anything :func:`~t2c_captum.data.open_source` takes).
@@ -155,45 +101,37 @@ class ExtractOptions:
 
         source = open_source(data)
         store = self.store_path(source, encoders, label)
-        common: dict[str, Any] = dict(
-            batch_size=self.batch_size, device=self.device, precision=self.precision, strict=self.strict,
-            progress=self.progress, channels_last=self.channels_last, compile=self.compile,
-            reduced_decode=self.reduced_decode,
-        )
         summarise = summary if on_summary is not None else None
         if self.backend == "ray":
             from .ray_backend import extract_features_ray
 
             fs, _ = extract_features_ray(
-                source, encoders, store=store, num_workers=self.ray_workers, address=self.ray_address,
-                summary=summarise, on_summary=on_summary, **common,
+                source, encoders, self, store=store, summary=summarise, on_summary=on_summary
             )
             return fs
-        return _extract_local(source, encoders, store, common | {"num_workers": self.num_workers},
-                              summarise, on_summary)
+        return _extract_local(source, encoders, self, store, summarise, on_summary)
 
 
 def _extract_local(
     source: Any,
     encoders: Mapping[str, nn.Module],
+    options: ExtractOptions,
     store: Path | None,
-    options: dict[str, Any],
     summary: ShardSummary | None,
     on_summary: Callable[[dict[str, Any]], object] | None,
 ) -> FeatureStore:
     """In-process extraction; with ``summary``, every shard's summary as it is written, then those of
     shards an earlier run had finished (read back from the store)."""
     if summary is None or on_summary is None:
-        return extract_features(source, encoders, store=store, **options)
+        return extract_features(source, encoders, options, store=store)
     seen: set[int] = set()
 
     def add(shard: int, tensors: dict[str, torch.Tensor]) -> None:
         seen.add(shard)
         on_summary(summary(tensors))
 
-    fs = extract_features(source, encoders, store=store, on_shard=add, **options)
+    fs = extract_features(source, encoders, options, store=store, on_shard=add)
     for shard, tensors in fs.numbered_shards():
         if shard not in seen:
             on_summary(summary(tensors))
     return fs
-

@@ -22,7 +22,7 @@ import json
 import os
 import socket
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,8 +31,12 @@ from torch import nn
 from .._device import resolve_device, resolve_precision
 from .._exceptions import ConfigurationError, DataError, T2CError
 from ..data import ImageSource, open_source, warn_skipped
-from .extract import SHARD_SIZE, _check_corrupt, _run, check_sizes, open_store, prepare_models
+from .extract import _check_corrupt, _run, open_store, prepare_models
+from .settings import SHARD_SIZE, ExtractSettings, check_sizes, worker_device
 from .store import FeatureStore, ShardSummary
+
+if TYPE_CHECKING:  # options.py imports this module for ExtractOptions.extract
+    from .options import ExtractOptions
 
 __all__ = ["RayClusterError", "connect", "extract_features_ray", "require_ray"]
 
@@ -99,14 +103,6 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, timeout:
     return ray
 
 
-def worker_device(device: str | None, gpus_per_worker: float = 0) -> str:
-    """The Ray workers' device, decided on the driver: ``None``/``"auto"`` is CUDA when the workers
-    get GPUs, else the CPU (the driver's own GPUs say nothing about the workers')."""
-    if device is None or device == "auto":
-        return "cuda" if gpus_per_worker > 0 else "cpu"
-    return str(device)
-
-
 class _ShardWorker:
     """A Ray Data actor: holds the encoders; maps ``{"shard": [s]}`` to the shard's written record."""
 
@@ -167,23 +163,17 @@ class _ShardWorker:
 def extract_features_ray(
     source: Any,
     encoders: Mapping[str, nn.Module],
+    options: ExtractOptions | None = None,
     *,
     store: str | os.PathLike[str] | None = None,
-    batch_size: int = 64,
     shard_size: int = SHARD_SIZE,
-    num_workers: int = 2,
+    num_workers: int | None = None,
+    address: str | None = None,
     cpus_per_worker: float = 1,
     gpus_per_worker: float = 0,
-    address: str | None = None,
-    device: str | None = "cpu",
-    precision: str = "auto",
-    strict: bool = False,
-    channels_last: bool | None = None,
-    compile: bool = False,
     summary: ShardSummary | None = None,
     on_summary: Callable[[dict[str, Any]], object] | None = None,
-    progress: bool = True,
-    reduced_decode: float | None = None,
+    **settings: Any,
 ) -> tuple[FeatureStore, list[dict[str, Any]] | None]:
     """Like :func:`~t2c_captum.features.extract_features`, on a Ray cluster through Ray Data.
 
@@ -194,22 +184,29 @@ def extract_features_ray(
         source: images (a folder, a CSV, ``world:SPLIT``, tar shards, an ImageSource...); the
             source is sent to the workers, so its files must be readable there.
         encoders (dict): name → backbone or space, sent to every worker.
-        store (str, optional): the store directory, on storage every worker sees.
-        num_workers (int, optional): Ray actors extracting in parallel. Default: ``2``
+        options (ExtractOptions, optional): the extraction settings (batch size, device, precision,
+            memory format, compile, reduced decode, strict, progress, cache folder, ``ray_workers``,
+            ``ray_address``), as for ``extract_features``, in every worker; its ``backend`` and
+            ``num_workers`` (local decoding processes) are not used. Default: the defaults with
+            ``device="cpu"``
+        store (str, optional): the store directory, on storage every worker sees. Default: as for
+            ``extract_features``
+        shard_size (int, optional): images per shard file (the unit of Ray work). Default: ``4096``
+        num_workers (int, optional): Ray actors extracting in parallel. Default: the options'
+            ``ray_workers`` (``2``)
+        address (str, optional): the cluster (``"auto"``, ``HOST:PORT``, ``ray://HOST:PORT``);
+            ``None`` starts (or reuses) a local Ray instance. Default: the options' ``ray_address``
         cpus_per_worker / gpus_per_worker (float, optional): resources per actor (torch threads =
             CPUs). Default: ``1`` / ``0``
-        address (str, optional): the cluster (``"auto"``, ``HOST:PORT``, ``ray://HOST:PORT``);
-            ``None`` starts (or reuses) a local Ray instance. Default: ``None``
-        device (str, optional): the workers' device; ``None`` or ``"auto"``: CUDA when
-            ``gpus_per_worker`` > 0, else the CPU. A CUDA device gives each worker a GPU if
-            ``gpus_per_worker`` is 0. Default: ``"cpu"``
         summary (callable, optional): a picklable ``summary(tensors)`` → dict of arrays, run by the
             worker on each shard it writes (and here on shards finished before), e.g.
             :class:`~t2c_captum.aligners.streaming.FitStatistics`. Default: ``None``
         on_summary (callable, optional): receives each shard's summary here as it arrives, so memory
             stays flat however many shards there are. Default: ``None`` (the summaries are returned)
-        channels_last / compile (bool, optional): as for ``extract_features``, in every worker.
-        reduced_decode (float, optional): as for ``extract_features``, in every worker.
+        **settings: ``ExtractOptions`` fields one by one (``batch_size=32``, ``device="cuda"``,
+            ``progress=False``), applied over ``options``. The workers' ``device``: ``None`` or
+            ``"auto"`` is CUDA when ``gpus_per_worker`` > 0, else the CPU; a CUDA device gives
+            each worker a GPU if ``gpus_per_worker`` is 0.
 
     Returns:
         (FeatureStore, list or None): the finished store, and, when ``summary`` was given without
@@ -217,22 +214,33 @@ def extract_features_ray(
         arrived).
 
     Raises:
+        ConfigurationError: an unknown setting, or a Ray setting given under both of its names.
         RayClusterError: the cluster cannot be reached (before any store is created).
         DataError: a worker failed; finished shards are kept, rerun to resume.
     """
     if not encoders:
         raise ConfigurationError("give at least one encoder")
-    if num_workers < 1:
+    if num_workers is not None and num_workers < 1:
         raise DataError(f"num_workers must be at least 1, got {num_workers}")
-    check_sizes(batch_size=batch_size, shard_size=shard_size)
-    ray = connect(address, num_cpus=None)
+    renamed = (("num_workers", "ray_workers", num_workers), ("address", "ray_address", address))
+    for name, field, value in renamed:  # the Ray settings under this function's own names
+        if value is not None:
+            if field in settings:
+                raise ConfigurationError(f"give {field} once: as {name}= or as {field}=, not both")
+            settings[field] = value
+    base = options if options is not None else ExtractSettings(device="cpu")  # the workers' default
+    opts = ExtractSettings.from_settings(base, **{**settings, "backend": "ray"})
+    check_sizes(batch_size=opts.batch_size, shard_size=shard_size)
+    ray = connect(opts.ray_address, num_cpus=None)
     source = open_source(source)
-    device = worker_device(device, gpus_per_worker)
+    device = worker_device(opts.device, gpus_per_worker)
     if device.startswith("cuda") and gpus_per_worker <= 0:
         gpus_per_worker = 1  # Ray hides the GPUs from actors that ask for none
-    precision = resolve_precision(device, precision)  # resolved here: every worker runs the same
-    fs = open_store(source, encoders, store, shard_size, precision, reduced_decode)
-    _check_corrupt(fs, strict)
+    precision = resolve_precision(device, opts.precision)  # resolved here: every worker runs the same
+    if store is None:
+        store = opts.store_path(source, encoders, "features", shard_size=shard_size)
+    fs = open_store(source, encoders, store, shard_size, precision, opts.reduced_decode)
+    _check_corrupt(fs, opts.strict)
     pending = [s for s in range(fs.manifest["n_shards"]) if not fs.is_done(s)]
     summaries: list[dict[str, Any]] | None = None
     if summary is not None:
@@ -241,20 +249,20 @@ def extract_features_ray(
         for _, tensors in fs.numbered_shards():  # the shards finished before this run
             deliver(summary(tensors))
     if pending:
-        settings = {
+        worker = {
             "shard_size": shard_size,
-            "batch_size": batch_size,
+            "batch_size": opts.batch_size,
             "precision": precision,
-            "strict": strict,
+            "strict": opts.strict,
             "device": device,
             "threads": cpus_per_worker,
             "summary": summary,
-            "channels_last": channels_last,
-            "compile": compile,
-            "reduced_decode": reduced_decode,
+            "channels_last": opts.channels_last,
+            "compile": opts.compile,
+            "reduced_decode": opts.reduced_decode,
         }
         ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = progress
+        ctx.enable_progress_bars = opts.progress
         ds = ray.data.from_items([{"shard": s} for s in pending], override_num_blocks=len(pending))
         ds = ds.map_batches(
             _ShardWorker,
@@ -262,10 +270,10 @@ def extract_features_ray(
                 "source": source,
                 "encoders": dict(encoders),
                 "store": str(fs.path),
-                "settings": settings,
+                "settings": worker,
             },
             batch_size=1,
-            concurrency=min(num_workers, len(pending)),
+            concurrency=min(opts.ray_workers, len(pending)),
             num_cpus=cpus_per_worker,
             num_gpus=gpus_per_worker,
         )

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from t2c_captum import DataError
 from t2c_captum.cli import app
-from t2c_captum.features import ExtractOptions, FeatureStore
+from t2c_captum.features import ExtractOptions, FeatureStore, extract_features
 from t2c_captum.plugins import temporary_plugin
-from t2c_captum.testing import FakePairPlugin
+from t2c_captum.testing import FakeBackbone, FakePairPlugin
 
 runner = CliRunner()
 
@@ -138,3 +138,78 @@ def test_reduced_decode_and_strict_reach_the_shift_command(aligner, tmp_path):
     assert {m["reduced_decode"] for m in manifests} == {2.0}
     assert sorted(m["dataset"]["n"] for m in manifests) == [12, 13]
     assert json.loads(result.output)["info"]["name_b"] == str(tmp_path / "b")
+
+
+class _Counting(FakeBackbone):
+    """Counts the images it sees (no probing forward pass)."""
+
+    def __init__(self):
+        super().__init__(dim=5)
+        self.seen = 0
+        self._feature_dim = 5
+
+    def forward(self, x):
+        self.seen += x.shape[0]
+        return super().forward(x)
+
+
+def test_extract_features_takes_one_options_object_or_the_settings_one_by_one(labelled_images, tmp_path):
+    bb = _Counting()
+    flat = extract_features(labelled_images, {"source": bb}, store=tmp_path / "s", shard_size=10,
+                            batch_size=5, precision="fp32", device="cpu", progress=False)
+    assert bb.seen == 24
+    options = ExtractOptions(batch_size=7, precision="fp32", device="cpu", progress=False)
+    again = extract_features(labelled_images, {"source": bb}, options, store=tmp_path / "s", shard_size=10)
+    # the same store key however the settings came (the batch size is not part of it): nothing redone
+    assert again.manifest["key"] == flat.manifest["key"] and bb.seen == 24
+    # fields one by one go over the options: another precision is another store
+    half = extract_features(labelled_images, {"source": bb}, options, store=tmp_path / "s", shard_size=10,
+                            precision="bf16")
+    assert half.precision == "bf16" and half.manifest["key"] != flat.manifest["key"] and bb.seen == 48
+    assert options.precision == "fp32"  # the options object is not changed
+
+
+def test_extract_features_refuses_unknown_settings_and_the_ray_backend(labelled_images, tmp_path):
+    from t2c_captum import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"unknown extraction setting\(s\) 'batchsize'.*batch_size"):
+        extract_features(labelled_images, {"source": FakeBackbone()}, store=tmp_path / "s", batchsize=4)
+    with pytest.raises(ConfigurationError, match=r"backend is 'ray'.*options.extract"):
+        extract_features(labelled_images, {"source": FakeBackbone()}, ExtractOptions(backend="ray"),
+                         store=tmp_path / "s")
+    with pytest.raises(DataError, match="batch_size must be at least 1"):
+        extract_features(labelled_images, {"source": FakeBackbone()}, ExtractOptions(), batch_size=0)
+    assert not (tmp_path / "s").exists()
+
+
+def test_extract_features_puts_the_store_in_the_options_cache_dir(labelled_images, tmp_path):
+    options = ExtractOptions(cache_dir=str(tmp_path / "stores"), device="cpu", progress=False)
+    direct = extract_features(labelled_images, {"source": FakeBackbone()}, options)
+    assert direct.path.parent == tmp_path / "stores" and direct.path.name.startswith("features-")
+    assert options.extract(labelled_images, {"source": FakeBackbone()}).path == direct.path
+
+
+def test_the_ray_function_takes_the_options_and_refuses_a_setting_given_twice(tmp_path, labelled_images):
+    from t2c_captum import ConfigurationError
+    from t2c_captum.features.ray_backend import extract_features_ray
+
+    encoders = {"source": FakeBackbone()}
+    # refused before Ray starts (the address is never dialled) and before a store exists
+    with pytest.raises(ConfigurationError, match="give ray_workers once: as num_workers= or as ray_workers="):
+        extract_features_ray(labelled_images, encoders, store=tmp_path / "s", num_workers=2, ray_workers=3)
+    with pytest.raises(ConfigurationError, match="unknown extraction setting"):
+        extract_features_ray(labelled_images, encoders, ExtractOptions(), store=tmp_path / "s", shards=2)
+    with pytest.raises(DataError, match="batch_size must be at least 1"):
+        extract_features_ray(labelled_images, encoders, ExtractOptions(batch_size=8), batch_size=0,
+                             address="127.0.0.1:1", store=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
+def test_settings_of_the_base_class_become_options():
+    from t2c_captum.features.settings import ExtractSettings
+
+    base = ExtractSettings(batch_size=3, progress=False)
+    options = ExtractOptions.from_settings(base, precision="fp32")
+    assert type(options) is ExtractOptions and hasattr(options, "extract")
+    assert options.as_dict() == {**ExtractOptions().as_dict(), "batch_size": 3, "progress": False,
+                                 "precision": "fp32"}
