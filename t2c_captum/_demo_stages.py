@@ -121,6 +121,7 @@ def _explain(bank: Any, backbone: Any, aligner: Any, source: Any, n: int) -> dic
 def _decoder(
     space: Any, backbones: dict, aligners: dict, store: Any, source: Any, n: int, n_shift: int
 ) -> list[dict]:
+    from .decoders import caption_embeddings
     from .world.decoder import caption_accuracy, world_decoder, world_shift_captions
     from .world.tasks import SHIFT_TASKS
 
@@ -129,9 +130,11 @@ def _decoder(
     names = list(backbones)
     feats = store.load([space.name, *names])
     samples = source.items.samples[:n]
-    clip = caption_accuracy(decoder.decode(feats[space.name][:n]), samples)
+    clip = caption_accuracy(caption_embeddings(decoder, feats[space.name][:n]), samples)
     aligned = {
-        name: caption_accuracy(decoder.decode(aligners[name].transform(feats[name][:n])), samples)
+        name: caption_accuracy(
+            caption_embeddings(decoder, aligners[name].transform(feats[name][:n])), samples
+        )
         for name in names
     }
     t1 = time.perf_counter()

@@ -11,16 +11,17 @@ import typer
 from rich.table import Table
 
 from ._exceptions import T2CError
-from .commands._common import (
+from .commands import (
+    ErrorBoundary,
     JsonOpt,
     LayerOpt,
     PretrainedOpt,
     SpaceWeightsOpt,
     WeightsOpt,
+    console,
     extraction_options,
     load_models,
 )
-from .commands._console import ErrorBoundary, console
 from .features.options import ExtractOptions
 
 app = typer.Typer(

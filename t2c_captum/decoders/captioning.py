@@ -58,8 +58,7 @@ def caption_features(
             f"features are {x.shape[1]}-d but the aligner takes {d}-d features of "
             f"{aligner.source_.get('id', 'its backbone')}; use that backbone (and layer)"
         )
-    z = aligner.transform(x).cpu()
-    return list(decoder.decode(z, project=project, **options))
+    return caption_embeddings(decoder, aligner.transform(x).cpu(), project=project, **options)
 
 
 @torch.no_grad()
@@ -104,7 +103,7 @@ def caption_images(
     store = extract_features(
         source, {"space": space}, batch_size=batch_size, device=device, progress=progress
     )
-    return list(decoder.decode(store.load(["space"])["space"], **options))
+    return caption_embeddings(decoder, store.load(["space"])["space"], **options)
 
 
 def caption_direction(
@@ -139,7 +138,7 @@ def caption_direction(
     if bool((moved.norm(dim=-1) == 0).any()):
         raise DataError("a direction is zero (after the aligner); it moves nothing and names nothing")
     points = decoder.project(nn.functional.normalize(moved, dim=-1), centre=True)
-    return list(decoder.decode(points, project=False, **options))
+    return caption_embeddings(decoder, points, project=False, **options)
 
 
 def shift_direction(source_features: Any, target_features: Any, aligner: Any = None) -> torch.Tensor:

@@ -410,7 +410,7 @@ def captions_section(ctx: ReportContext) -> Section:
                                "no caption decoder: pass --decoder world-decoder (a registered name), a "
                                "saved decoder or clipcap:PATH to read each sample image back as a caption.")
     from .._exceptions import T2CError
-    from ..decoders import caption_features, load_decoder
+    from ..decoders import caption_embeddings, caption_features, load_decoder
 
     rows = _sample_rows(ctx)
     loaded = ctx.store.load(["target"])
@@ -418,7 +418,7 @@ def captions_section(ctx: ReportContext) -> Section:
     try:
         decoder = load_decoder(ctx.options.decoder, space=ctx.aligned.space)
         aligned = caption_features(decoder, ctx.features[torch.as_tensor(rows)], ctx.aligned.aligner)
-        from_space = list(decoder.decode(own))
+        from_space = caption_embeddings(decoder, own)
     except T2CError as exc:
         return Section.missing("captions", title, f"the decoder {ctx.options.decoder!r} cannot caption "
                                                    f"these features: {exc}")

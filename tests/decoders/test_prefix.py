@@ -8,6 +8,7 @@ from t2c_captum.decoders import (
     PrefixDecoder,
     align_directions,
     caption_direction,
+    caption_embeddings,
     caption_features,
     read_corpus,
     train_prefix_decoder,
@@ -23,6 +24,17 @@ def test_training_reduces_loss_and_text_embeddings_decode_to_their_captions(tiny
     assert stats["vocabulary_size"] == len(tiny_decoder.vocabulary) < 30  # compact, not CLIP's 49k
     captions = tiny_decoder.decode(fake_space.encode_text(CORPUS), project=False)
     assert sum(c == t for c, t in zip(captions, CORPUS, strict=True)) >= 14, captions
+
+
+def test_embeddings_of_the_space_caption_as_the_decoder_decodes_them(tiny_decoder, fake_space):
+    text = fake_space.encode_text(CORPUS[:4])
+    captions = caption_embeddings(tiny_decoder, text, project=False)
+    assert isinstance(captions, list) and captions == tiny_decoder.decode(text, project=False)
+    # the default projects onto the text memory first, as decode's default does
+    noisy = text + 0.3 * torch.randn(text.shape, generator=torch.Generator().manual_seed(0))
+    assert caption_embeddings(tiny_decoder, noisy) == tiny_decoder.decode(noisy, project=True)
+    assert caption_embeddings(tiny_decoder, noisy, strategy="beam", beam_size=2) == tiny_decoder.decode(
+        noisy, strategy="beam", beam_size=2)
 
 
 def test_save_load_round_trip_gives_identical_captions_and_scores(tiny_decoder, fake_space, tmp_path):
