@@ -77,10 +77,7 @@ class SufficientStats:
             self.shift_x = X[:CHUNK_ROWS].mean(0).double()
             self.shift_y = Y[:CHUNK_ROWS].mean(0).double()
         if self._pending is None:
-            # float32 products on the CPU (twice as fast, accurate after the shift); float64 on a
-            # GPU, where it costs little and global TF32 matmul settings cannot reach the statistics
-            dtype = torch.float64 if device.type == "cuda" else torch.float32
-            self._pending = _Products(X.shape[1], Y.shape[1], dtype, device)
+            self._pending = _Products(X.shape[1], Y.shape[1], _products_dtype(device), device)
         pending = self._pending
         shift_x, shift_y = self.shift_x.to(pending.dtype), self.shift_y.to(pending.dtype)
         for start in range(0, X.shape[0], CHUNK_ROWS):
@@ -129,6 +126,13 @@ class SufficientStats:
 def _set(stats: SufficientStats, name: str, value: torch.Tensor) -> None:
     stats._totals()
     setattr(stats, name, value)
+
+
+def _products_dtype(device: torch.device) -> torch.dtype:
+    """The precision of the statistics' products on ``device``: float32 on the CPU (twice as fast,
+    accurate after the shift), float64 on a GPU (cheap there, and global TF32 matmul settings
+    cannot reach the statistics)."""
+    return torch.float64 if device.type == "cuda" else torch.float32
 
 
 #: rows per product in :meth:`SufficientStats.update`: centred copies stay small whatever the batch
@@ -251,10 +255,9 @@ class _Problem:
         relative to its column's variance (a column that earlier columns give up to rounding)."""
         system = self.corr.clone()
         system.diagonal().add_(alpha)
-        variance = system.diagonal().clone()
-        eps = torch.finfo(torch.float64 if system.device.type == "cuda" else torch.float32).eps
+        eps = torch.finfo(_products_dtype(system.device)).eps
         factor, info = torch.linalg.cholesky_ex(system)
-        if int(info) == 0 and not _at_rounding_level(factor.diagonal(), variance, eps):
+        if int(info) == 0 and not _at_rounding_level(factor.diagonal(), system.diagonal(), eps):
             return torch.cholesky_solve(self.corr_xy, factor)
         return self.spectrum(torch.float64).coef(alpha)
 
@@ -300,8 +303,7 @@ def _rounding_level(lam: torch.Tensor, device: torch.device, dtype: torch.dtype 
     negative eigenvalue (a Gram matrix has none; rounding makes them, about as large as the noise on
     the positive side), and at least the precision of the products (float32 on the CPU) or of the
     decomposition (``dtype``), whichever is coarser, times the largest."""
-    products = torch.float64 if device.type == "cuda" else torch.float32
-    products_eps = max(torch.finfo(products).eps, torch.finfo(dtype).eps)
+    products_eps = max(torch.finfo(_products_dtype(device)).eps, torch.finfo(dtype).eps)
     largest = float(lam.max().clamp_min(0))
     return max(3 * float((-lam.min()).clamp_min(0)), products_eps * largest, 1e-300)
 
