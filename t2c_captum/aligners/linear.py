@@ -56,8 +56,8 @@ class SufficientStats:
 
     def _totals(self) -> SufficientStats:
         if self._pending is not None and self._pending.n:
-            self._pending.flush_into(self)
-        self._pending = None  # its buffers go too: the totals are being used
+            self._pending.flush_into(self, restart=False)
+        self._pending = None  # its sums and buffers go too: the totals are being used
         return self
 
     # the float64 totals (reading one adds the pending products first)
@@ -69,20 +69,24 @@ class SufficientStats:
 
     def update(self, X: torch.Tensor, Y: torch.Tensor, rows: torch.Tensor | None = None) -> None:
         """Add a batch: the rows of ``X [n, d]`` and ``Y [n, D]`` (only those where the boolean
-        ``rows`` is true, when given)."""
+        ``rows`` is true, when given). The kept rows are multiplied :data:`CHUNK_ROWS` at a time, so a
+        mask keeping a tenth of the rows still makes full-sized products."""
         device = self._sx.device
         X, Y = X.to(device), Y.to(device)
-        if self.n == 0 and X.shape[0]:
+        kept = None if rows is None else rows.to(device).nonzero().squeeze(1)
+        total = X.shape[0] if kept is None else kept.shape[0]
+        if self.n == 0 and total:
             # any shift is exact (the sums track it); one near the mean keeps float32 products accurate
-            self.shift_x = X[:CHUNK_ROWS].mean(0).double()
-            self.shift_y = Y[:CHUNK_ROWS].mean(0).double()
+            first = slice(0, CHUNK_ROWS) if kept is None else kept[:CHUNK_ROWS]
+            self.shift_x, self.shift_y = X[first].double().mean(0), Y[first].double().mean(0)
         if self._pending is None:
             self._pending = _Products(X.shape[1], Y.shape[1], _products_dtype(device), device)
         pending = self._pending
         shift_x, shift_y = self.shift_x.to(pending.dtype), self.shift_y.to(pending.dtype)
-        for start in range(0, X.shape[0], CHUNK_ROWS):
-            chunk = slice(start, start + CHUNK_ROWS)
-            self.n += pending.add(X[chunk], Y[chunk], shift_x, shift_y, None if rows is None else rows[chunk])
+        capacity = min(CHUNK_ROWS, X.shape[0])  # the most rows a chunk of this batch can keep
+        for start in range(0, total, CHUNK_ROWS):
+            part = slice(start, start + CHUNK_ROWS) if kept is None else kept[start : start + CHUNK_ROWS]
+            self.n += pending.add(X, Y, shift_x, shift_y, part, capacity)
             if pending.n >= FLUSH_ROWS:
                 pending.flush_into(self)
 
@@ -100,8 +104,9 @@ class SufficientStats:
         dx, dy = mx - self.shift_x, my - self.shift_y
         # Sxx - sx dxᵀ - dx sxᵀ + n dx dxᵀ and Sxy - sx dyᵀ - dx syᵀ + n dx dyᵀ, as rank-1 updates
         half = self.sx - n / 2 * dx
-        sxx = torch.addr(torch.addr(self.sxx, half, dx, alpha=-1), dx, half, alpha=-1)
-        sxy = torch.addr(torch.addr(self.sxy, self.sx - n * dx, dy, alpha=-1), dx, self.sy, alpha=-1)
+        # one copy each, updated in place (a fresh [d, d] float64 matrix costs page faults)
+        sxx = self.sxx.clone().addr_(half, dx, alpha=-1).addr_(dx, half, alpha=-1)
+        sxy = self.sxy.clone().addr_(self.sx - n * dx, dy, alpha=-1).addr_(dx, self.sy, alpha=-1)
         syy = self.syy.sum() - 2 * (self.sy @ dy) + n * (dy @ dy)
         return sxx, sxy, syy
 
@@ -170,17 +175,17 @@ class _Products:
 
     def add(
         self, x: torch.Tensor, y: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor,
-        keep: torch.Tensor | None,
+        part: slice | torch.Tensor, capacity: int,
     ) -> int:
-        """Add a chunk's rows (those where ``keep`` is true), centred on the shifts; returns how many."""
-        index = None if keep is None else keep.to(x.device).nonzero().squeeze(1)
-        xc, yc = self._centred(x, shift_x, index, 0), self._centred(y, shift_y, index, 1)
+        """Add the rows ``part`` (a slice or row indices) of ``x`` and ``y``, centred on the shifts, in
+        buffers of at least ``capacity`` rows; returns how many rows were added."""
+        xc, yc = self._centred(x, shift_x, part, 0, capacity), self._centred(y, shift_y, part, 1, capacity)
         rows = xc.shape[0]
         if rows:
             self.n += rows
             self.x += xc.sum(0)
             self.y += yc.sum(0)
-            self.yy += torch.mul(yc, yc, out=self._buffer(2, yc.shape[0], yc.shape[1])[:rows]).sum(0)
+            self.yy += torch.mul(yc, yc, out=self._buffer(2, rows, yc.shape[1], capacity)).sum(0)
             self.xy.addmm_(xc.T, yc)
             if self.syrk:
                 a = xc.numpy()
@@ -189,32 +194,38 @@ class _Products:
                 self.xx.addmm_(xc.T, xc)
         return rows
 
-    def _buffer(self, slot: int, rows: int, width: int) -> torch.Tensor:
+    def _buffer(self, slot: int, rows: int, width: int, capacity: int) -> torch.Tensor:
+        """This slot's kept buffer, its first ``rows`` rows (grown to ``capacity`` rows when smaller)."""
         buffer = self._buffers[slot]
         if buffer is None or buffer.shape[0] < rows or buffer.shape[1] != width:
-            buffer = torch.empty(max(rows, 1), width, dtype=self.dtype, device=self.device)
+            buffer = torch.empty(max(rows, capacity, 1), width, dtype=self.dtype, device=self.device)
             self._buffers[slot] = buffer
-        return buffer
+        return buffer[:rows]
 
     def _centred(
-        self, t: torch.Tensor, shift: torch.Tensor, index: torch.Tensor | None, slot: int
+        self, t: torch.Tensor, shift: torch.Tensor, part: slice | torch.Tensor, slot: int, capacity: int
     ) -> torch.Tensor:
-        """``t[index] - shift`` in this slot's buffer (sized for all of ``t``'s rows, so that chunks
-        keeping a few more rows than the last one do not allocate again)."""
-        rows = t.shape[0] if index is None else index.shape[0]
-        out = self._buffer(slot, t.shape[0], t.shape[1])[:rows]
-        if index is None:
-            return torch.sub(t.to(self.dtype), shift, out=out)
-        return torch.index_select(t.to(self.dtype), 0, index, out=out).sub_(shift)
+        """``t[part] - shift`` in this slot's buffer (kept from chunk to chunk and sized for the
+        batch's largest chunk, so that chunks keeping a few more rows do not allocate again)."""
+        if isinstance(part, slice):
+            picked = t[part]
+            out = self._buffer(slot, picked.shape[0], t.shape[1], capacity)
+            return torch.sub(picked.to(self.dtype), shift, out=out)
+        out = self._buffer(slot, part.shape[0], t.shape[1], capacity)
+        if t.dtype != self.dtype:  # convert only the picked rows, never the whole batch
+            return out.copy_(t.index_select(0, part)).sub_(shift)
+        return torch.index_select(t, 0, part, out=out).sub_(shift)
 
-    def flush_into(self, stats: SufficientStats) -> None:
-        """Add the sums to ``stats``' float64 totals (in place: no float64 copy) and start again."""
+    def flush_into(self, stats: SufficientStats, restart: bool = True) -> None:
+        """Add the sums to ``stats``' float64 totals (in place: no float64 copy); start again from
+        zero sums when ``restart`` (else they are about to be dropped: no fresh zeros)."""
         stats._sx.add_(self.x)
         stats._sy.add_(self.y)
         stats._sxy.add_(self.xy)
         stats._syy.add_(self.yy)
         stats._sxx.add_(self.xx)
-        self._zero(*self.xy.shape)
+        if restart:
+            self._zero(*self.xy.shape)
 
 
 def _to(stats: SufficientStats, device: torch.device) -> SufficientStats:
@@ -274,18 +285,20 @@ class _Problem:
             self._spectra[dtype] = _Spectrum(self, dtype)
         return self._spectra[dtype]
 
-    @staticmethod
-    def _sse(coef: torch.Tensor, sxx: torch.Tensor, sxy: torch.Tensor, syy: torch.Tensor) -> float:
-        return float(syy - 2 * (coef * sxy).sum() + (coef * (sxx @ coef)).sum())
-
     def held_r2(self, coef: torch.Tensor) -> float:
+        """The held-out rows' R² of ``coef``, from their statistics (NaN without held-out rows)."""
         if self.held is None:
             return float("nan")
         hxx, hxy, hyy, held_var = self.held
-        return 1.0 - self._sse(coef, hxx, hxy, hyy) / float(held_var)
+        sse = hyy - 2 * (coef * hxy).sum() + (coef * (hxx @ coef)).sum()
+        return 1.0 - float(sse) / float(held_var)
 
-    def train_r2(self, coef: torch.Tensor) -> float:
-        return 1.0 - self.n * self._sse(coef, self.corr, self.corr_xy, self.syy / self.n) / float(self.syy)
+    def train_r2(self, coef: torch.Tensor, alpha: float) -> float:
+        """The fitting rows' R² of the solution for ``alpha``, in O(d·D): the solve's equations
+        ``(corr + αI) coef = corr_xy`` give ``coefᵀ corr coef = coefᵀ corr_xy - α |coef|²`` (on the
+        spectrum's minimum-norm solution too), so no ``[d, d] @ [d, D]`` product is needed."""
+        explained = float((coef * self.corr_xy).sum()) + alpha * float((coef * coef).sum())
+        return self.n * explained / float(self.syy)
 
 
 #: a Cholesky pivot this many products' epsilons of its column's variance (or less) is rounding:
@@ -453,7 +466,7 @@ class LinearAligner(Aligner):
             "alpha": float(alpha),
             "alpha_path": path,
             "holdout_r2_from_stats": problem.held_r2(coef),
-            "train_r2": problem.train_r2(coef),
+            "train_r2": problem.train_r2(coef, alpha),
         }
         self._stale = False
 

@@ -312,3 +312,36 @@ def test_cholesky_pivots_at_rounding_level_count_as_rank_deficient():
     # a correlated but independent column is not
     distinct = torch.tensor([[1.0, 0.999], [0.999, 1.0]], dtype=torch.float64)
     assert not _at_rounding_level(torch.linalg.cholesky(distinct).diagonal(), distinct.diagonal(), eps)
+
+
+@pytest.mark.parametrize("chunk_rows", [16384, 256], ids=["one chunk", "many chunks"])
+def test_a_row_mask_gives_exactly_the_statistics_of_the_rows_it_keeps(monkeypatch, chunk_rows):
+    """Kept rows are gathered across the batch and multiplied CHUNK_ROWS at a time: the same
+    kernels on the same rows as a batch of only those rows, so the sums are bitwise equal."""
+    from t2c_captum.aligners import linear
+
+    monkeypatch.setattr(linear, "CHUNK_ROWS", chunk_rows)
+    X, Y, _ = _data(n=2000)
+    keep = torch.rand(len(X), generator=torch.Generator().manual_seed(3)) < 0.3
+    masked, gathered = linear.SufficientStats(40, 12), linear.SufficientStats(40, 12)
+    masked.update(X, Y, keep)
+    gathered.update(X[keep], Y[keep])
+    assert masked.n == gathered.n == int(keep.sum())
+    for name in ("shift_x", "shift_y", "sx", "sy", "sxx", "sxy", "syy"):
+        assert torch.equal(getattr(masked, name), getattr(gathered, name)), name
+    # half-precision features: only the picked rows are converted, to the same values
+    half = linear.SufficientStats(40, 12)
+    half.update(X.bfloat16(), Y.bfloat16(), keep)
+    reference = linear.SufficientStats(40, 12)
+    reference.update(X.bfloat16().float()[keep], Y.bfloat16().float()[keep])
+    assert torch.equal(half.sxx, reference.sxx) and torch.equal(half.sxy, reference.sxy)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1e-3, 10.0])
+def test_train_r2_equals_the_fitting_rows_direct_r2(alpha):
+    X, Y, _ = _data(noise=2.0)
+    X = torch.cat([X, X[:, :2] * 3, torch.ones(len(X), 1)], dim=1)  # collinear and constant columns
+    aligner = LinearAligner(alpha=alpha).fit(X, Y)
+    train = ~aligner.holdout(torch.arange(len(X)))
+    direct = aligner.evaluate(X[train], Y[train]).r2
+    assert aligner.fit_stats_["train_r2"] == pytest.approx(direct, abs=1e-5)
