@@ -12,6 +12,7 @@ Both aligners get identical rows; the same held-out rows (10%, by index hash) sc
     python benchmarks/bench_aligners.py                 # N=50,000, d=2048 -> D=512
     python benchmarks/bench_aligners.py --n 20000 --world
     python benchmarks/bench_aligners.py --parts         # the fit's building blocks, each way it could run
+    python benchmarks/bench_aligners.py --alternate 3   # fit and sklearn Ridge timed in turn (noisy boxes)
 """
 
 from __future__ import annotations
@@ -159,6 +160,26 @@ def parts(n: int, d: int, D: int, repeat: int) -> dict[str, float]:
     return rows
 
 
+def alternate(X: torch.Tensor, Y: torch.Tensor, times: int) -> dict[str, list[float]]:
+    """``LinearAligner.fit`` and scikit-learn's single-alpha ``Ridge`` timed in turn, ``times`` each, so
+    that drifting machine speed reaches both alike; prints every time and the ratio of the bests."""
+    from sklearn.linear_model import Ridge
+
+    indices = torch.arange(X.shape[0])
+    held = LinearAligner().holdout(indices)
+    Xt, Yt = X[~held].numpy(), Y[~held].numpy()
+    run("warm-up", X[:300, :16], Y[:300, :4], quiet=True)
+    seconds: dict[str, list[float]] = {"LinearAligner.fit": [], "sklearn Ridge": []}
+    for _ in range(times):
+        seconds["LinearAligner.fit"].append(timed(lambda: LinearAligner().fit(X, Y, indices), 1)[0])
+        seconds["sklearn Ridge"].append(timed(lambda: Ridge(alpha=1.0, solver="cholesky").fit(Xt, Yt), 1)[0])
+    for label, times_s in seconds.items():
+        print(f"  {label:<20} " + " ".join(f"{t:6.2f} s" for t in times_s))
+    ratio = min(seconds["LinearAligner.fit"]) / min(seconds["sklearn Ridge"])
+    print(f"  best against best: {ratio:.2f}x")
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Print every fitter's time, ratio and R² per feature set; return the rows."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -170,12 +191,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--repeat", type=int, default=1, help="time each fitter so often, keep the best")
     parser.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn rows")
     parser.add_argument("--parts", action="store_true", help="time the fit's building blocks instead")
+    parser.add_argument("--alternate", type=int, default=0, metavar="K",
+                        help="time the fit and sklearn's Ridge in turn, K times each, instead")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {cpu_description()}")
     if args.parts:
         return [parts(int(args.n * 0.9), args.d, args.D, max(args.repeat, 2))]
     X, Y = synthetic(args.n, args.d, args.D)
+    if args.alternate:
+        return [alternate(X, Y, args.alternate)]
     results = [run("synthetic (power-law spectrum)", X, Y, repeat=args.repeat, sklearn=not args.no_sklearn)]
     del X, Y
     if args.world:

@@ -152,3 +152,16 @@ def test_cpu_precision_compares_fp32_and_bf16_through_the_pipeline(monkeypatch, 
     assert abs(row["r2_change"]) < 0.02
     printed = capsys.readouterr().out
     assert "torch kernels" in printed and "| world-ae |" in printed
+
+
+def test_bench_aligners_alternates_the_fit_and_sklearn(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop("bench_aligners", None)
+    import bench_aligners
+
+    (seconds,) = bench_aligners.main(["--n", "1200", "--d", "40", "--D", "8", "--alternate", "2"])
+    counts = {label: len(times) for label, times in seconds.items()}
+    assert counts == {"LinearAligner.fit": 2, "sklearn Ridge": 2}
+    assert all(t > 0 for times in seconds.values() for t in times)
+    ratio = min(seconds["LinearAligner.fit"]) / min(seconds["sklearn Ridge"])
+    assert f"best against best: {ratio:.2f}x" in capsys.readouterr().out
