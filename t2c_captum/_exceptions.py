@@ -7,11 +7,14 @@ Every error the library raises on bad input derives from :class:`T2CError` and s
     ├── DuplicateNameError        two plugins register the same name
     ├── PluginError               a plugin failed to import, misspelled a hook, or raised in one
     ├── DataError                 empty folders, unreadable images, bad CSVs, NaN/Inf features
+    │   └── QuerySyntaxError      a retrieval query string that does not parse (the message has a caret)
     ├── DimensionMismatchError    features whose size does not match what a model expects
     ├── IncompatibleArtifactError a saved aligner/decoder loaded for a different backbone or space
-    ├── CheckpointFormatError     a checkpoint that is not safetensors (or is corrupted)
+    ├── CheckpointFormatError     a checkpoint that is not safetensors, is corrupted, or cannot be fetched
     ├── NotFittedError            an aligner or classifier used before ``fit``
     ├── ConfigurationError        a setting out of range (a negative alpha, an unknown pool or precision)
+    │   └── SettingsError         an extraction/fit setting that cannot be used (also a DataError)
+    ├── RayClusterError           a Ray cluster that cannot be reached or started
     └── WorldError                bad concept-world settings, or missing/corrupted world weights
 """
 
@@ -29,6 +32,9 @@ __all__ = [
     "IncompatibleArtifactError",
     "NotFittedError",
     "PluginError",
+    "QuerySyntaxError",
+    "RayClusterError",
+    "SettingsError",
     "T2CError",
     "UnknownNameError",
     "WorldError",
@@ -80,7 +86,8 @@ class IncompatibleArtifactError(T2CError):
 
 
 class CheckpointFormatError(T2CError):
-    """A checkpoint that is not in a format we load safely."""
+    """A checkpoint or pretrained weights that cannot be loaded: not in a format we load safely,
+    corrupted, or not downloadable (offline); the message says which local file to pass instead."""
 
 
 class NotFittedError(T2CError, RuntimeError):
@@ -93,3 +100,29 @@ class WorldError(T2CError, ValueError):
 
 class ConfigurationError(T2CError, ValueError):
     """A setting out of range or not one of its choices; the message names the accepted values."""
+
+
+class SettingsError(ConfigurationError, DataError):
+    """An extraction or fit setting that cannot be used (a bad backend, precision or size);
+    catchable as a :class:`ConfigurationError` or, as before, a :class:`DataError`."""
+
+
+class RayClusterError(T2CError):
+    """The Ray cluster could not be reached or started."""
+
+
+class QuerySyntaxError(DataError):
+    """A query string that does not parse; the message points at the position with a caret."""
+
+    def __init__(self, query: str, position: int, expected: str, what: str = "query") -> None:
+        found = repr(query[position]) if position < len(query) else f"the end of the {what}"
+        msg = (
+            f"cannot parse the {what}: expected {expected} at position {position}, found {found}\n"
+            f"    {query}\n    {' ' * position}^\n"
+            'Write quoted concepts joined by & (and), | (or), ~ (not) and parentheses, each with an '
+            'optional threshold: "red">z1.5 (z-score), "red">q0.9 (quantile), "red">0.3 (cosine), '
+            '"red">c0 (contrast: beats the other concepts of its group); '
+            'e.g. "red" & ("circle" | "star") & ~"striped background".'
+        )
+        super().__init__(msg)
+        self.query, self.position, self.expected = query, position, expected

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ._exceptions import T2CError
+from ._exceptions import ConfigurationError, T2CError
 from .commands import (
     ErrorBoundary,
     JsonOpt,
@@ -104,7 +104,10 @@ def plugins_cmd(as_json: JsonOpt = False) -> None:
 
 
 def _probe_fields(name: str) -> dict[str, Any]:
-    """What a registered probe was fitted for (its loader runs), or why it could not be loaded."""
+    """What a registered probe was fitted for (its loader runs), or why it could not be loaded.
+
+    The one deliberate catch outside :class:`~t2c_captum.commands.ErrorBoundary`: a listing goes on
+    past one probe that fails to load, showing the error in that probe's row."""
     from .aligners.io import registered_probe
 
     try:
@@ -262,7 +265,7 @@ def classify_cmd(
     from .zeroshot import ZeroShotClassifier
 
     if not classes and not vocabulary:
-        raise T2CError("give the classes: --classes 'cat,dog' or --vocabulary imagenet")
+        raise ConfigurationError("give the classes: --classes 'cat,dog' or --vocabulary imagenet")
     names = (
         [c.strip() for c in classes.split(",") if c.strip()]
         if classes

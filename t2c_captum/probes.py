@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._exceptions import DataError, T2CError
+from ._exceptions import ConfigurationError, DataError
 from .aligners import Aligner, check_compatible, load_aligner
 from .aligners.io import registered_probe
 from .backbones import Backbone, load_backbone, module_backbone
@@ -192,7 +192,7 @@ class Probe:
 
         chosen = decoder if decoder is not None else self.decoder
         if chosen is None:
-            raise T2CError(
+            raise ConfigurationError(
                 f"probe {self.name!r} names no caption decoder; pass decoder= a registered decoder "
                 "(t2c plugins lists them) or a saved one trained for its space (t2c decoder train)"
             )

@@ -109,14 +109,16 @@ def find_factory(registry: Registry[Any], spec: str, hub_family: str) -> tuple[A
 
 def build_part(factory: Any, spec: str, options: dict[str, Any], expected: type, kind: str) -> Any:
     """Call a registered factory and check that it returned an ``expected`` instance."""
-    from ._exceptions import T2CError
+    from ._exceptions import ConfigurationError, PluginError
 
     try:
         part = factory(**options)
     except TypeError as exc:
-        raise T2CError(f"{kind} {spec!r} does not accept the options {sorted(options)}: {exc}") from exc
+        raise ConfigurationError(
+            f"{kind} {spec!r} does not accept the options {sorted(options)}: {exc}"
+        ) from exc
     if not isinstance(part, expected):
-        raise T2CError(
+        raise PluginError(
             f"the {kind} factory for {spec!r} returned {type(part).__name__}, not a {expected.__name__}"
         )
     return part

@@ -113,3 +113,47 @@ def test_the_extraction_functions_take_the_settings_as_one_object_not_as_copies_
         assert parameters["options"].default is None and "settings" in parameters
         # the Ray function's num_workers are its actors (ExtractOptions.ray_workers), as before
         assert settings & set(parameters) == own, function.__name__
+
+
+_BARE = {"T2CError", "ValueError", "TypeError", "RuntimeError", "KeyError"}
+
+
+def _library_trees():
+    import ast
+    from pathlib import Path
+
+    import t2c_captum
+
+    root = Path(t2c_captum.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        yield path.relative_to(root).as_posix(), ast.parse(path.read_text(encoding="utf-8"))
+
+
+def test_errors_are_raised_as_their_subclass_and_defined_in_one_module():
+    import ast
+
+    bare, elsewhere = [], []
+    for name, tree in _library_trees():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                raised = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+                if isinstance(raised, ast.Name) and raised.id in _BARE:
+                    bare.append(f"{name}:{node.lineno} raise {raised.id}")
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Error") and name != "_exceptions.py":
+                elsewhere.append(f"{name}:{node.lineno} class {node.name}")
+    assert not bare, f"raise a T2CError subclass from _exceptions.py instead: {bare}"
+    assert not elsewhere, f"define error classes in _exceptions.py (and import them back): {elsewhere}"
+
+
+def test_moved_error_classes_keep_their_old_import_paths():
+    import t2c_captum
+    from t2c_captum import _exceptions
+    from t2c_captum.features.ray_backend import RayClusterError
+    from t2c_captum.retrieval import QuerySyntaxError
+    from t2c_captum.retrieval.query import QuerySyntaxError as FromQuery
+
+    assert RayClusterError is _exceptions.RayClusterError is t2c_captum.RayClusterError
+    assert QuerySyntaxError is FromQuery is _exceptions.QuerySyntaxError is t2c_captum.QuerySyntaxError
+    assert issubclass(QuerySyntaxError, DataError) and issubclass(RayClusterError, T2CError)
+    exported = {n for n in dir(_exceptions) if n.endswith("Error")}
+    assert exported <= set(_exceptions.__all__) <= set(t2c_captum.__all__)

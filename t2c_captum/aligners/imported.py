@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .._exceptions import CheckpointFormatError, DimensionMismatchError, T2CError
+from .._exceptions import CheckpointFormatError, ConfigurationError, DimensionMismatchError
 from .._io import load_state_dict_file
 from .base import Aligner
 
@@ -48,7 +48,7 @@ class ImportedAligner(Aligner):
         return {"origin": self.origin, **super().get_params()}
 
     def partial_fit(self, X: Any, Y: Any, indices: Any | None = None) -> Aligner:
-        raise T2CError(
+        raise ConfigurationError(
             f"an imported aligner ({self.origin or 'a given linear map'}) is fixed and cannot be "
             "refitted; fit a new one for this pair instead (t2c fit, or LinearAligner().fit)"
         )

@@ -14,7 +14,6 @@ from .._exceptions import (
     CheckpointFormatError,
     IncompatibleArtifactError,
     PluginError,
-    T2CError,
     UnknownNameError,
 )
 from .._identity import artifact_stem, identity_differences
@@ -77,7 +76,7 @@ def resolve_artifact(path: str | os.PathLike[str], default_name: str = "aligner"
         try:
             files = [hf_hub_download(repo_id, f"{name}{ext}") for ext in (".json", ".safetensors")]
         except Exception as exc:
-            raise T2CError(
+            raise CheckpointFormatError(
                 f"could not fetch {name}.json/{name}.safetensors from hf-hub {repo_id!r} ({exc}). "
                 "Offline? Download both files and pass the local path instead."
             ) from exc

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._exceptions import CheckpointFormatError, T2CError, UnknownNameError
+from .._exceptions import CheckpointFormatError, UnknownNameError
 from .._io import load_state_dict_file
 from .base import Backbone, ModuleBackbone, Preprocess
 
@@ -105,7 +105,7 @@ def timm_backbone(
     try:
         net = timm.create_model(model, pretrained=pretrained and checkpoint is None, **model_kwargs)
     except (OSError, RuntimeError) as exc:
-        raise T2CError(
+        raise CheckpointFormatError(
             f"could not create timm model {model!r} with pretrained weights ({exc}). Offline? "
             "Pass checkpoint=PATH to a local weights file instead."
         ) from exc

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._exceptions import ConfigurationError, DimensionMismatchError, T2CError
+from .._exceptions import ConfigurationError, DimensionMismatchError
 
 __all__ = ["Backbone", "ModuleBackbone", "last_linear_name", "pool_features"]
 
@@ -105,7 +105,7 @@ class Backbone(nn.Module):
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """Apply the backbone's own classifier head to features."""
         if self.head is None:
-            raise T2CError(
+            raise ConfigurationError(
                 f"backbone {self.name!r} (layer {self.layer!r}) has no classifier head; "
                 "own-head accuracy needs the penultimate layer of a model with a head"
             )
@@ -160,7 +160,7 @@ class ModuleBackbone(Backbone):
         if layer is None:
             layer = last_linear_name(model)
             if layer is None:
-                raise T2CError(
+                raise ConfigurationError(
                     f"{name}: no layer given and the model has no nn.Linear head to take the "
                     f"penultimate features from; pass layer=one of {list(modules)[1:8]}..."
                 )
@@ -221,7 +221,10 @@ class ModuleBackbone(Backbone):
             self._active = False
         captured, self._captured = self._captured, None
         if captured is None:
-            raise T2CError(f"layer {self._target_name!r} of {self.name!r} did not run in forward")
+            raise ConfigurationError(
+                f"layer {self._target_name!r} of {self.name!r} did not run in forward; "
+                "pass layer= a module the forward calls"
+            )
         return pool_features(captured, self.pool)
 
     def train(self, mode: bool = True) -> ModuleBackbone:

@@ -25,7 +25,7 @@ def fail(exc: BaseException) -> NoReturn:
 class ErrorBoundary(TyperGroup):
     """The ``t2c`` group: a :class:`~t2c_captum.T2CError` (or a file-system ``OSError``) raised by any
     command, nested groups included, becomes one ``error:`` line and exit status 2, here and only
-    here."""
+    here (``t2c plugins`` alone catches one itself, to list a probe that fails to load as a row)."""
 
     def invoke(self, ctx: Any) -> Any:  # typer's own click Context
         try:

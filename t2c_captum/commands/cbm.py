@@ -46,12 +46,15 @@ def _load_backbone(aligner: Any, backbone: str | None, checkpoint: str | None) -
 
 
 def _load_cbm(path: str, backbone: str | None, checkpoint: str | None) -> tuple[Any, Any]:
-    from .._exceptions import T2CError
+    from .._exceptions import IncompatibleArtifactError
     from ..cbm import ConceptBottleneck
 
     cbm = ConceptBottleneck.load(path)
     if cbm.aligner is None:
-        raise T2CError(f"{path!r} was fitted on space embeddings (no aligner): use it from Python")
+        raise IncompatibleArtifactError(
+            f"{path!r} was fitted on space embeddings (no aligner), so the CLI cannot run it on images: "
+            "use it from Python (ConceptBottleneck.load)"
+        )
     return cbm, _load_backbone(cbm.aligner, backbone, checkpoint)
 
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .._exceptions import DataError
+from .._exceptions import DataError, SettingsError
 from .sources import Draft, ImageSource
 
 __all__ = [
@@ -197,7 +197,7 @@ def check_reduced_decode(gap: float | None, encoders: Mapping[str, Any]) -> None
     if gap is None:
         return
     if isinstance(gap, bool) or not (isinstance(gap, (int, float)) and math.isfinite(gap) and gap >= 1):
-        raise DataError(
+        raise SettingsError(
             f"reduced_decode must be a number of at least 1 (how many times the resized size a JPEG "
             f"decoded at reduced scale stays), got {gap!r}; 2 keeps the pixels within a few grey "
             "levels, or leave it unset (t2c: no --reduced-decode) for a full decode"

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._exceptions import DataError, DimensionMismatchError, T2CError
+from .._exceptions import ConfigurationError, DataError, DimensionMismatchError
 from ..aligners.base import as_tensor_2d
 from ..concepts import ConceptBank, top_concepts
 
@@ -107,7 +107,9 @@ def feature_attributions(
 
     head = head if head is not None else getattr(backbone, "head", None)
     if head is None:
-        raise T2CError("feature attributions need a classifier head: the backbone has none; pass head=")
+        raise ConfigurationError(
+            "feature attributions need a classifier head: the backbone has none; pass head="
+        )
     x = as_tensor_2d(features, "features").float()
     n_out = head(x[:1]).shape[-1]
     t = torch.as_tensor(target).long().reshape(-1)

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._exceptions import DataError, DimensionMismatchError, T2CError, UnknownNameError
+from .._exceptions import ConfigurationError, DataError, DimensionMismatchError, UnknownNameError
 from ..concepts import ConceptBank
 
 __all__ = ["ConceptMaps", "ConceptProbe", "PIXEL_METHODS", "inplace_modules", "without_inplace"]
@@ -38,7 +38,7 @@ def _prepare_backbone(backbone: nn.Module, inplace: str) -> nn.Module:
     if inplace == "copy":
         return without_inplace(backbone)
     if inplace == "error":
-        raise T2CError(
+        raise ConfigurationError(
             f"the backbone runs {len(found)} module(s) in place ({', '.join(found[:4])}...), which "
             "Captum's DeepLift / LRP / layer methods reject; use inplace='copy' (a copy with in-place "
             "ops turned off) or t2c_captum.explain.without_inplace(model)"

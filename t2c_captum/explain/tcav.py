@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._exceptions import DataError, T2CError
+from .._exceptions import ConfigurationError, DataError
 from ..concepts import ConceptBank
 
 __all__ = [
@@ -39,7 +39,7 @@ class FeatureHeadModel(nn.Module):
         super().__init__()
         head = head if head is not None else getattr(backbone, "head", None)
         if head is None:
-            raise T2CError("TCAV needs class logits: the backbone has no head; pass head=")
+            raise ConfigurationError("TCAV needs class logits: the backbone has no head; pass head=")
         self.backbone = backbone
         self.features = nn.Identity()
         self.head = head

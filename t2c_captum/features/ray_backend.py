@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .._device import resolve_device, resolve_precision
-from .._exceptions import ConfigurationError, DataError, T2CError
+from .._exceptions import ConfigurationError, DataError, RayClusterError, SettingsError
 from ..data import ImageSource, open_source, warn_skipped
 from .extract import _check_corrupt, _run, open_store, prepare_models
 from .settings import SHARD_SIZE, ExtractSettings, check_sizes, worker_device
@@ -41,10 +41,6 @@ if TYPE_CHECKING:  # options.py imports this module for ExtractOptions.extract
 __all__ = ["RayClusterError", "connect", "extract_features_ray", "require_ray"]
 
 _SUMMARY = "summary."  # the result columns that carry a shard's summary
-
-
-class RayClusterError(T2CError):
-    """The Ray cluster could not be reached or started."""
 
 
 def require_ray() -> Any:
@@ -221,7 +217,7 @@ def extract_features_ray(
     if not encoders:
         raise ConfigurationError("give at least one encoder")
     if num_workers is not None and num_workers < 1:
-        raise DataError(f"num_workers must be at least 1, got {num_workers}")
+        raise SettingsError(f"num_workers must be at least 1 (the Ray actors), got {num_workers}")
     renamed = (("num_workers", "ray_workers", num_workers), ("address", "ray_address", address))
     for name, field, value in renamed:  # the Ray settings under this function's own names
         if value is not None:

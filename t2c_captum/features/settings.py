@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .._device import PRECISIONS, resolve_precision
-from .._exceptions import ConfigurationError, DataError
+from .._exceptions import ConfigurationError, SettingsError
 from ..data.loader import check_reduced_decode
 from .store import store_key
 
@@ -33,12 +33,13 @@ _Settings = TypeVar("_Settings", bound="ExtractSettings")
 
 
 def check_sizes(*, batch_size: int, shard_size: int, num_workers: int | None = None) -> None:
-    """Refuse sizes an extraction cannot use, before any store is created."""
+    """Refuse sizes an extraction cannot use, before any store is created (a
+    :class:`~t2c_captum.SettingsError`)."""
     flags = {"batch_size": " (t2c: --batch-size)", "num_workers": " (t2c: --workers)"}
     for name, value, least in (("batch_size", batch_size, 1), ("shard_size", shard_size, 1),
                                ("num_workers", num_workers, 0)):
         if value is not None and value < least:
-            raise DataError(f"{name} must be at least {least}, got {value}{flags.get(name, '')}")
+            raise SettingsError(f"{name} must be at least {least}, got {value}{flags.get(name, '')}")
 
 
 def worker_device(device: str | torch.device | None, gpus_per_worker: float = 0) -> str:
@@ -52,7 +53,8 @@ def worker_device(device: str | torch.device | None, gpus_per_worker: float = 0)
 @dataclass(frozen=True)
 class ExtractSettings:
     """The fields of :class:`~t2c_captum.features.ExtractOptions` (documented there) and their
-    checks, run when made; use ``ExtractOptions``, which adds ``extract``."""
+    checks, run when made (a bad one is a :class:`~t2c_captum.SettingsError`); use
+    ``ExtractOptions``, which adds ``extract``."""
 
     batch_size: int = 64
     num_workers: int | None = None
@@ -70,18 +72,18 @@ class ExtractSettings:
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
-            raise DataError(f"backend must be 'local' or 'ray' (t2c: --backend), not {self.backend!r}")
+            raise SettingsError(f"backend must be 'local' or 'ray' (t2c: --backend), not {self.backend!r}")
         if self.precision not in PRECISIONS:
-            raise DataError(
+            raise SettingsError(
                 f"precision must be one of {', '.join(PRECISIONS)} (t2c: --precision), not {self.precision!r}"
             )
         workers = self.ray_workers
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise DataError(
+            raise SettingsError(
                 f"ray_workers must be a whole number of at least 1 (t2c: --ray-workers), got {workers!r}"
             )
         if self.backend == "local" and self.ray_address is not None:
-            raise DataError("ray_address is set but the backend is local: add backend='ray' "
+            raise SettingsError("ray_address is set but the backend is local: add backend='ray' "
                             "(t2c: --backend ray)")
         check_sizes(batch_size=self.batch_size, shard_size=SHARD_SIZE, num_workers=self.num_workers)
         check_reduced_decode(self.reduced_decode, {})  # the number; the encoders are checked later

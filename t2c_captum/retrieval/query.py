@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from .._exceptions import DataError
+from .._exceptions import DataError, QuerySyntaxError
 from .thresholds import Threshold, ThresholdKind, cosine
 
 __all__ = [
@@ -188,23 +188,6 @@ class Not(Query):
 
 
 # --------------------------------------------------------------------------- the string syntax
-
-
-class QuerySyntaxError(DataError):
-    """A query string that does not parse; the message points at the position with a caret."""
-
-    def __init__(self, query: str, position: int, expected: str, what: str = "query") -> None:
-        found = repr(query[position]) if position < len(query) else f"the end of the {what}"
-        msg = (
-            f"cannot parse the {what}: expected {expected} at position {position}, found {found}\n"
-            f"    {query}\n    {' ' * position}^\n"
-            'Write quoted concepts joined by & (and), | (or), ~ (not) and parentheses, each with an '
-            'optional threshold: "red">z1.5 (z-score), "red">q0.9 (quantile), "red">0.3 (cosine), '
-            '"red">c0 (contrast: beats the other concepts of its group); '
-            'e.g. "red" & ("circle" | "star") & ~"striped background".'
-        )
-        super().__init__(msg)
-        self.query, self.position, self.expected = query, position, expected
 
 
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .._exceptions import CheckpointFormatError, T2CError, UnknownNameError
+from .._exceptions import CheckpointFormatError, ConfigurationError, UnknownNameError
 from .base import Space
 
 __all__ = ["OpenClipSpace", "imagenet_class_names", "imagenet_templates", "open_clip_space"]
@@ -60,7 +60,10 @@ def _embed_dim(model: Any) -> int:
         return int(proj.shape[-1])
     out = getattr(model.visual, "output_dim", None)
     if out is None:
-        raise T2CError("cannot tell the embedding size of this open_clip model")
+        raise ConfigurationError(
+            "cannot tell the embedding size of this open_clip model (no text_projection, no "
+            "visual.output_dim); pick another one from open_clip.list_models()"
+        )
     return int(out)
 
 
@@ -103,7 +106,7 @@ def open_clip_space(
             raise CheckpointFormatError(
                 f"could not load {str(source)!r} into open_clip {arch!r}: {exc}"
             ) from exc
-        raise T2CError(
+        raise CheckpointFormatError(
             f"could not create open_clip {model!r}: {exc}. Offline? Pass checkpoint=PATH to a local "
             "weights file."
         ) from exc
@@ -113,7 +116,7 @@ def open_clip_space(
                 f"{str(source)!r} is not a loadable open_clip checkpoint "
                 f"({type(exc).__name__}: {exc}). Use a safetensors or tensors-only .pt file."
             ) from exc
-        raise T2CError(
+        raise CheckpointFormatError(
             f"could not get open_clip {model!r} weights ({type(exc).__name__}: {exc}). Offline? "
             "Pass checkpoint=PATH to a local weights file."
         ) from exc

@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from t2c_captum import DataError
+from t2c_captum import ConfigurationError, DataError, SettingsError
 from t2c_captum.cli import app
 from t2c_captum.features import ExtractOptions, FeatureStore, extract_features
 from t2c_captum.plugins import temporary_plugin
@@ -75,6 +75,22 @@ def test_settings_an_extraction_cannot_use_are_refused_when_made(settings, match
     with pytest.raises(DataError, match="batch_size"):
         good.with_(batch_size=0)
     assert good.with_(batch_size=16).as_dict()["batch_size"] == 16
+
+
+@pytest.mark.parametrize("settings", [{"precision": "half"}, {"backend": "spark"}, {"batch_size": 0}])
+def test_a_bad_setting_is_one_settings_error_whichever_function_takes_it(labelled_images, tmp_path, settings):
+    caught = []
+    for make in (lambda: ExtractOptions(**settings),
+                 lambda: extract_features(labelled_images, {"source": FakeBackbone(dim=4)},
+                                          cache_dir=str(tmp_path / "stores"), progress=False, **settings)):
+        with pytest.raises(SettingsError) as info:
+            make()
+        caught.append(info.value)
+    for error in caught:  # catchable as before (DataError) and as documented (ConfigurationError)
+        assert isinstance(error, ConfigurationError) and isinstance(error, DataError)
+        assert isinstance(error, ValueError)
+    assert str(caught[0]) == str(caught[1])
+    assert not (tmp_path / "stores").exists()  # refused before any store is created
 
 
 @pytest.mark.parametrize(
