@@ -23,13 +23,23 @@ from torch import nn
 from ._exceptions import ConfigurationError, DataError
 from .aligners import Aligner, check_compatible, load_aligner
 from .aligners.io import registered_probe
-from .backbones import Backbone, load_backbone, module_backbone
+from .aligners.loading import load_target, recorded_backbone
+from .backbones import Backbone, module_backbone
 from .concepts import ConceptBank, Vocabulary, contrast_scores, default_vocabulary, resolve_vocabulary
 from .concepts.scores import top_concepts
 from .data import ImageSource, open_source
 from .features import ExtractOptions
 
-__all__ = ["AlignedData", "Probe", "ProbeScores", "attach", "backbone_features", "load_aligned", "load_probe"]
+__all__ = [
+    "AlignedData",
+    "Probe",
+    "ProbeScores",
+    "attach",
+    "backbone_features",
+    "load_aligned",
+    "load_probe",
+    "recorded_backbone",  # re-export: its home is aligners.loading
+]
 
 Images = Any  # a tensor [N, 3, H, W] of preprocessed images, a list of PIL images or arrays, or a source
 
@@ -234,22 +244,10 @@ def load_probe(
     elif given is not None and space is None:
         target = given.space
     else:
-        from .aligners.loading import load_target
-
         target = load_target(space or aligner.target_.get("id", ""), checkpoint=space_checkpoint)
     return Probe(bb, target, aligner, vocabulary=vocabulary if vocabulary is not None else
                  (given.vocabulary if given is not None else None),
                  decoder=given.decoder if given is not None else None, name=os.fspath(spec))
-
-
-def recorded_backbone(aligner: Aligner, backbone: str | None, checkpoint: str | None) -> Backbone:
-    """The backbone an aligner records (or ``backbone`` instead), at the layer it was fitted on."""
-    layer = aligner.source_.get("layer")
-    return load_backbone(
-        backbone or aligner.source_.get("id", ""),
-        checkpoint=checkpoint,
-        layer=None if layer in (None, "penultimate") else layer,
-    )
 
 
 def attach(
@@ -284,7 +282,6 @@ def attach(
         ...                    data="photos/")
         >>> probe.scores("photos/").top(5)
     """
-    from .aligners.loading import load_target
     from .alignment import fit_aligner
 
     backbone = model if isinstance(model, Backbone) else module_backbone(

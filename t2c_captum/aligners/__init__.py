@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .base import Aligner, AlignmentMetrics, holdout_mask, r2_score
+from .directions import align_directions
 from .imported import ImportedAligner, import_aligner
 from .io import check_compatible, load_aligner, save_aligner
 from .linear import LinearAligner, SufficientStats
+from .loading import load_target, make_aligner, recorded_backbone
 from .sgd import SGDAligner
 from .streaming import FitStatistics
 
@@ -19,18 +19,15 @@ __all__ = [
     "LinearAligner",
     "SGDAligner",
     "SufficientStats",
+    "align_directions",
     "check_compatible",
     "holdout_mask",
     "import_aligner",
     "load_aligner",
+    "load_target",
     "make_aligner",
     "r2_score",
+    "recorded_backbone",
     "save_aligner",
 ]
 
-
-def make_aligner(kind: str = "linear", **params: Any) -> Aligner:
-    """An unfitted aligner of a registered kind (``"linear"``, ``"sgd"``, or a plugin's)."""
-    from ..plugins import get_registries
-
-    return get_registries().aligners.get(kind)(**params)

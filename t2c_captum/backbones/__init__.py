@@ -7,10 +7,6 @@ torchvision architecture name. Wrap any ``nn.Module`` with :func:`module_backbon
 
 from __future__ import annotations
 
-from typing import Any
-
-from .._exceptions import UnknownNameError
-from ..registry import build_part, find_factory
 from .adapters import (
     TimmBackbone,
     load_weights,
@@ -19,6 +15,7 @@ from .adapters import (
     torchvision_backbone,
 )
 from .base import Backbone, ModuleBackbone, last_linear_name, pool_features
+from .loading import load_backbone
 
 __all__ = [
     "Backbone",
@@ -33,36 +30,3 @@ __all__ = [
     "torchvision_backbone",
 ]
 
-
-def load_backbone(spec: str | Backbone, **options: Any) -> Backbone:
-    """A backbone from a name; options (``pretrained``, ``checkpoint``, ``layer``...) go to its factory.
-
-    Examples::
-
-        >>> load_backbone("world-cnn")
-        >>> load_backbone("timm:resnet18", checkpoint="resnet18.safetensors")
-        >>> load_backbone("torchvision:resnet50", layer="layer3")
-    """
-    if isinstance(spec, Backbone):
-        return spec
-    from ..plugins import get_registries
-
-    registry = get_registries().backbones
-    options = {k: v for k, v in options.items() if v is not None}
-    found = find_factory(registry, spec, hub_family="timm")
-    if found is None:
-        import timm
-        import torchvision
-
-        tv_models = torchvision.models.list_models(module=torchvision.models)
-        if timm.is_model(spec.split(".")[0]):
-            found = registry.get("timm"), {"model": spec}
-        elif spec in tv_models:
-            found = registry.get("torchvision"), {"model": spec}
-        else:
-            known = list(registry) + [f"timm:{m}" for m in timm.list_models()] + tv_models
-            raise UnknownNameError(
-                "backbone", spec, known, "Use 'timm:NAME', 'torchvision:NAME' or 'hf-hub:ORG/REPO'."
-            )
-    factory, extra = found
-    return build_part(factory, spec, {**extra, **options}, Backbone, "backbone")

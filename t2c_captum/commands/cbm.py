@@ -38,7 +38,7 @@ DataOpt = Annotated[
 def _load_backbone(aligner: Any, backbone: str | None, checkpoint: str | None) -> Any:
     """The backbone a saved CBM's aligner was fitted for (checked to match)."""
     from ..aligners import check_compatible
-    from ..probes import recorded_backbone
+    from ..aligners.loading import recorded_backbone
 
     bb = recorded_backbone(aligner, backbone, checkpoint)
     check_compatible(aligner, bb)

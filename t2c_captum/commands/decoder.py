@@ -27,8 +27,24 @@ def _corpus(corpus: str, n_samples: int) -> Any:
     return load_caption_corpus(corpus, n_samples=n_samples)
 
 
+def _samples(ctx: typer.Context, n_samples: int, world_samples: int | None) -> int:
+    """``--n-samples``, or its old name ``--world-samples`` (hidden, still accepted); both must agree."""
+    if world_samples is None:
+        return n_samples
+    source = ctx.get_parameter_source("n_samples")  # by name: typer vendors click (typer._click)
+    if getattr(source, "name", None) == "COMMANDLINE" and n_samples != world_samples:
+        from .._exceptions import ConfigurationError
+
+        raise ConfigurationError(
+            f"--n-samples {n_samples} and --world-samples {world_samples} disagree; give --n-samples "
+            "alone (--world-samples is its old name)"
+        )
+    return world_samples
+
+
 @decoder_app.command("train")
 def train_cmd(
+    ctx: typer.Context,
     space: Annotated[
         str,
         typer.Argument(help="The space whose text encoder embeds the captions (world-clip, open_clip:...)."),
@@ -53,9 +69,16 @@ def train_cmd(
     heads: Annotated[int, typer.Option(help="GPT-2 attention heads.")] = 4,
     prefix_length: Annotated[int, typer.Option(help="Prefix tokens per embedding.")] = 8,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 200,
-    world_samples: Annotated[
-        int, typer.Option(help="With a registered corpus (world): images whose captions are used.")
+    n_samples: Annotated[
+        int,
+        typer.Option(
+            "--n-samples",
+            help="With a registered corpus: its n_samples (world: images whose captions are used).",
+        ),
     ] = 2400,
+    world_samples: Annotated[
+        int | None, typer.Option("--world-samples", hidden=True, help="Old name of --n-samples.")
+    ] = None,
     tokenizer: Annotated[
         str | None, typer.Option(help="A local Hugging Face tokenizer directory (default: CLIP BPE).")
     ] = None,
@@ -74,10 +97,11 @@ def train_cmd(
     from ..spaces import load_space
     from ._console import console
 
+    n_samples = _samples(ctx, n_samples, world_samples)
     sp = load_space(space)
     decoder = train_prefix_decoder(
         sp,
-        _corpus(corpus, world_samples),
+        _corpus(corpus, n_samples),
         config=PrefixDecoderConfig(
             embed_dim=sp.embed_dim,
             prefix_length=prefix_length,

@@ -7,15 +7,10 @@ with :func:`load_decoder` by registered name, by the path of a saved :class:`Pre
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any
-
-from .._exceptions import UnknownNameError
+from ..aligners.directions import align_directions
 from .base import CaptionDecoder, check_embeddings, check_space, identity_differences, project_onto
 from .captioning import (
     DIRECTION_KINDS,
-    align_directions,
     caption_direction,
     caption_embeddings,
     caption_features,
@@ -24,6 +19,7 @@ from .captioning import (
 )
 from .clipcap import ClipCapDecoder, load_clipcap
 from .generation import STRATEGIES, Generated, GenerationOptions, generate
+from .loading import list_decoders, load_decoder
 from .prefix import PrefixDecoder, PrefixDecoderConfig, load_prefix_decoder
 from .tokenizer import CompactVocabulary, TextTokenizer, load_caption_corpus, read_corpus
 from .train import TrainSettings, corpus_digest, train_prefix_decoder
@@ -61,34 +57,3 @@ __all__ = [
     "train_prefix_decoder",
 ]
 
-
-def list_decoders(pattern: str = "*") -> list[str]:
-    """Names of the registered decoders matching a glob ``pattern``."""
-    from ..plugins import get_registries
-
-    return get_registries().decoders.names(pattern)
-
-
-def load_decoder(spec: str | os.PathLike[str] | Any, **options: Any) -> Any:
-    """A caption decoder from a registered name (``"world-decoder"``), a saved :class:`PrefixDecoder`
-    (``NAME``, ``NAME.json`` or a folder with ``decoder.json``), or ``clipcap:PATH`` (options go to
-    :func:`load_clipcap`: ``gpt=``, ``tokenizer=``, ``space=``...)."""
-    if isinstance(spec, CaptionDecoder) and not isinstance(spec, (str, os.PathLike)):
-        return spec
-    from ..plugins import get_registries
-
-    text = os.fspath(spec)
-    registry = get_registries().decoders
-    if text in registry:
-        return registry.get(text)(**options)
-    if text.startswith("clipcap:"):
-        return load_clipcap(text.removeprefix("clipcap:"), **options)
-    path = Path(text)
-    if path.is_dir() or path.with_suffix(".json").is_file() or path.suffix == ".json":
-        return load_prefix_decoder(path, space=options.get("space"))
-    raise UnknownNameError(
-        "decoder",
-        text,
-        registry,
-        "Give a registered name, the path of a saved decoder (NAME.json), or clipcap:PATH.",
-    )

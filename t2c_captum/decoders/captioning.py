@@ -10,7 +10,7 @@ from torch import nn
 
 from .._exceptions import DataError, DimensionMismatchError
 from ..aligners.base import as_tensor_2d
-from ..explain.naming import align_directions
+from ..aligners.directions import align_directions
 from .base import check_embeddings
 
 __all__ = [

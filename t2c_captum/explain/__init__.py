@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .naming import (
     NamedUnits,
+    align_directions,
     explain_predictions,
     feature_attributions,
     name_attributions,
@@ -39,6 +40,7 @@ __all__ = [
     "FeatureHeadModel",
     "NamedUnits",
     "TextTCAVResult",
+    "align_directions",
     "attribute_concept",
     "cav_similarity",
     "explain_predictions",

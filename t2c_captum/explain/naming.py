@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._exceptions import ConfigurationError, DataError, DimensionMismatchError
+from .._exceptions import ConfigurationError, DataError
 from ..aligners.base import as_tensor_2d
+from ..aligners.directions import align_directions, direction_rows, linear_part_for
 from ..concepts import ConceptBank, top_concepts
 
 __all__ = [
@@ -27,28 +28,6 @@ __all__ = [
 ]
 
 
-def _rows(values: Any, name: str) -> torch.Tensor:
-    t = torch.as_tensor(values).float()
-    return as_tensor_2d(t.reshape(-1, t.shape[-1]), name)
-
-
-def _linear_part(aligner: Any, d: int) -> torch.Tensor:
-    weight = aligner.linear_part.detach().float().cpu()
-    if weight.shape[1] != d:
-        raise DimensionMismatchError(
-            f"the aligner takes {weight.shape[1]}-d features but the vectors are {d}-d; use the aligner "
-            "fitted on this backbone and layer"
-        )
-    return weight
-
-
-def align_directions(directions: Any, aligner: Any) -> torch.Tensor:
-    """Feature-space directions ``[N, d]`` moved into the space by the aligner's linear part (``W v``;
-    the bias cancels in a difference), exactly as :func:`name_directions` does."""
-    v = _rows(directions, "directions")
-    return v @ _linear_part(aligner, v.shape[1]).T
-
-
 def name_directions(
     directions: Any, aligner: Any, bank: ConceptBank, k: int = 5, *, centre: bool = True
 ) -> list[list[tuple[str, float]]]:
@@ -61,8 +40,7 @@ def name_directions(
     Returns:
         For each direction, its ``k`` best ``(concept, cosine)`` pairs.
     """
-    v = _rows(directions, "directions")
-    moved = v @ _linear_part(aligner, v.shape[1]).T
+    moved = align_directions(directions, aligner)
     concepts = bank.embeddings
     if centre and len(bank) > 1:
         concepts = nn.functional.normalize(concepts - concepts.mean(0), dim=-1)
@@ -140,9 +118,9 @@ def name_attributions(
         bank (ConceptBank): candidate names.
         k (int): names per row.
     """
-    a = _rows(attributions, "attributions")
+    a = direction_rows(attributions, "attributions")
     delta = torch.as_tensor(displacement).float().reshape(a.shape)
-    weight = _linear_part(aligner, a.shape[1])
+    weight = linear_part_for(aligner, a.shape[1])
     safe = delta.abs() > 1e-8
     gradient = torch.where(safe, a / torch.where(safe, delta, torch.ones_like(delta)), torch.zeros_like(a))
     moved = delta @ weight.T

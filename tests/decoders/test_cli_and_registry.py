@@ -150,13 +150,26 @@ def test_caption_corpora_come_from_the_hook(tmp_path):
         parts = json.loads(runner.invoke(app, ["plugins", "--json"]).output)
         assert {"kind": "corpora", "name": "shapes", "plugin": "corpus-plugin",
                 "description": "four shapes, coloured"} in parts
-        args = ["decoder", "train", "world-clip", "--corpus", "shapes", "--world-samples", "8",
-                "--out", str(tmp_path / "d"), "--steps", "2", "--batch-size", "4", "--layers", "1",
-                "--width", "32", "--heads", "2", "--prefix-length", "2", "--json"]
+        common = ["--steps", "2", "--batch-size", "4", "--layers", "1", "--width", "32", "--heads", "2",
+                  "--prefix-length", "2", "--json"]
+        args = ["decoder", "train", "world-clip", "--corpus", "shapes", "--n-samples", "8",
+                "--out", str(tmp_path / "d"), *common]
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         assert seen["n_samples"] == 8
         assert json.loads(result.output)["steps_done"] == 2
+        # the old name still works, hidden from --help
+        old = ["decoder", "train", "world-clip", "--corpus", "shapes", "--world-samples", "3",
+               "--out", str(tmp_path / "d-old"), *common]
+        result = runner.invoke(app, old)
+        assert result.exit_code == 0, result.output
+        assert seen["n_samples"] == 3
+        both = ["decoder", "train", "world-clip", "--corpus", "shapes", "--n-samples", "4",
+                "--world-samples", "3", "--out", str(tmp_path / "d-both"), *common]
+        result = runner.invoke(app, both)
+        assert result.exit_code == 2 and "disagree" in result.output
+        helped = runner.invoke(app, ["decoder", "train", "--help"], env={"COLUMNS": "200"})
+        assert "--n-samples" in helped.output and "--world-samples" not in helped.output
     # an unknown name: one error line naming the close registered one, exit 2
     result = runner.invoke(
         app, ["decoder", "train", "world-clip", "--corpus", "wrld", "--out", str(tmp_path / "e")]
