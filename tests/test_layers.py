@@ -109,11 +109,13 @@ def test_the_extraction_functions_take_the_settings_as_one_object_not_as_copies_
     from t2c_captum.features.ray_backend import extract_features_ray
 
     settings = {f.name for f in fields(ExtractOptions)}
-    for function, own in ((extract_features, set()), (extract_features_ray, {"num_workers"})):
+    for function in (extract_features, extract_features_ray):
         parameters = inspect.signature(function).parameters
         assert parameters["options"].default is None and "settings" in parameters
-        # the Ray function's num_workers are its actors (ExtractOptions.ray_workers), as before
-        assert settings & set(parameters) == own, function.__name__
+        # no copies: the Ray function's old num_workers=/address= (its actors and cluster, i.e.
+        # ray_workers/ray_address) now come through **settings, deprecated
+        assert not settings & set(parameters), function.__name__
+        assert not {"address", "ray_workers", "ray_address"} & set(parameters), function.__name__
 
 
 _BARE = {"T2CError", "ValueError", "TypeError", "RuntimeError", "KeyError"}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -156,6 +157,33 @@ class _ShardWorker:
         return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
 
 
+#: this function's old names of two Ray settings (deprecated). ``num_workers`` here was always the
+#: Ray actors: the options' own ``num_workers`` (local decoding processes) has no use on Ray.
+_DEPRECATED_NAMES = {"num_workers": "ray_workers", "address": "ray_address"}
+
+
+def _rename_deprecated(settings: dict[str, Any]) -> None:
+    """Move ``num_workers=`` / ``address=`` (warning) to ``ray_workers`` / ``ray_address`` in
+    ``settings``; the same setting under both names with two values is a ConfigurationError."""
+    for old, new in _DEPRECATED_NAMES.items():
+        value = settings.pop(old, None)
+        if value is None:  # not given (None was the old default)
+            continue
+        warnings.warn(
+            f"extract_features_ray({old}=...) is deprecated: give {new}= (ExtractOptions.{new})",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if old == "num_workers" and value < 1:
+            raise SettingsError(f"num_workers must be at least 1 (the Ray actors), got {value}")
+        if new in settings and settings[new] != value:
+            raise ConfigurationError(
+                f"give {new} once: as {old}= or as {new}=, not both "
+                f"({old}={value!r}, {new}={settings[new]!r})"
+            )
+        settings[new] = value
+
+
 def extract_features_ray(
     source: Any,
     encoders: Mapping[str, nn.Module],
@@ -163,8 +191,6 @@ def extract_features_ray(
     *,
     store: str | os.PathLike[str] | None = None,
     shard_size: int = SHARD_SIZE,
-    num_workers: int | None = None,
-    address: str | None = None,
     cpus_per_worker: float = 1,
     gpus_per_worker: float = 0,
     summary: ShardSummary | None = None,
@@ -188,10 +214,6 @@ def extract_features_ray(
         store (str, optional): the store directory, on storage every worker sees. Default: as for
             ``extract_features``
         shard_size (int, optional): images per shard file (the unit of Ray work). Default: ``4096``
-        num_workers (int, optional): Ray actors extracting in parallel. Default: the options'
-            ``ray_workers`` (``2``)
-        address (str, optional): the cluster (``"auto"``, ``HOST:PORT``, ``ray://HOST:PORT``);
-            ``None`` starts (or reuses) a local Ray instance. Default: the options' ``ray_address``
         cpus_per_worker / gpus_per_worker (float, optional): resources per actor (torch threads =
             CPUs). Default: ``1`` / ``0``
         summary (callable, optional): a picklable ``summary(tensors)`` → dict of arrays, run by the
@@ -203,6 +225,11 @@ def extract_features_ray(
             ``progress=False``), applied over ``options``. The workers' ``device``: ``None`` or
             ``"auto"`` is CUDA when ``gpus_per_worker`` > 0, else the CPU; a CUDA device gives
             each worker a GPU if ``gpus_per_worker`` is 0.
+            ``ray_workers`` is the number of Ray actors extracting in parallel (default ``2``),
+            ``ray_address`` the cluster (``"auto"``, ``HOST:PORT``, ``ray://HOST:PORT``; ``None``
+            starts or reuses a local Ray instance). Their old names here, ``num_workers=`` and
+            ``address=``, still work but are deprecated (a ``DeprecationWarning``); given with
+            the new name and another value, they are a ``ConfigurationError``.
 
     Returns:
         (FeatureStore, list or None): the finished store, and, when ``summary`` was given without
@@ -210,20 +237,14 @@ def extract_features_ray(
         arrived).
 
     Raises:
-        ConfigurationError: an unknown setting, or a Ray setting given under both of its names.
+        ConfigurationError: an unknown setting, or a Ray setting given under both of its names
+            with two values.
         RayClusterError: the cluster cannot be reached (before any store is created).
         DataError: a worker failed; finished shards are kept, rerun to resume.
     """
     if not encoders:
         raise ConfigurationError("give at least one encoder")
-    if num_workers is not None and num_workers < 1:
-        raise SettingsError(f"num_workers must be at least 1 (the Ray actors), got {num_workers}")
-    renamed = (("num_workers", "ray_workers", num_workers), ("address", "ray_address", address))
-    for name, field, value in renamed:  # the Ray settings under this function's own names
-        if value is not None:
-            if field in settings:
-                raise ConfigurationError(f"give {field} once: as {name}= or as {field}=, not both")
-            settings[field] = value
+    _rename_deprecated(settings)
     base = options if options is not None else ExtractSettings(device="cpu")  # the workers' default
     opts = ExtractSettings.from_settings(base, **{**settings, "backend": "ray"})
     check_sizes(batch_size=opts.batch_size, shard_size=shard_size)

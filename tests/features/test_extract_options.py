@@ -211,13 +211,46 @@ def test_the_ray_function_takes_the_options_and_refuses_a_setting_given_twice(tm
 
     encoders = {"source": FakeBackbone()}
     # refused before Ray starts (the address is never dialled) and before a store exists
-    with pytest.raises(ConfigurationError, match="give ray_workers once: as num_workers= or as ray_workers="):
+    twice = "give ray_workers once: as num_workers= or as ray_workers="
+    with pytest.raises(ConfigurationError, match=twice), \
+            pytest.warns(DeprecationWarning, match="num_workers=.*deprecated.*ray_workers="):
         extract_features_ray(labelled_images, encoders, store=tmp_path / "s", num_workers=2, ray_workers=3)
+    with pytest.raises(ConfigurationError, match="give ray_address once: as address= or as ray_address="), \
+            pytest.warns(DeprecationWarning, match="address=.*deprecated.*ray_address="):
+        extract_features_ray(labelled_images, encoders, store=tmp_path / "s", address="127.0.0.1:1",
+                             ray_address="127.0.0.1:2")
     with pytest.raises(ConfigurationError, match="unknown extraction setting"):
         extract_features_ray(labelled_images, encoders, ExtractOptions(), store=tmp_path / "s", shards=2)
     with pytest.raises(DataError, match="batch_size must be at least 1"):
         extract_features_ray(labelled_images, encoders, ExtractOptions(batch_size=8), batch_size=0,
-                             address="127.0.0.1:1", store=tmp_path / "s")
+                             ray_address="127.0.0.1:1", store=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
+def test_the_ray_function_s_old_names_still_reach_the_ray_settings(monkeypatch, tmp_path, labelled_images):
+    from t2c_captum.features import ray_backend
+
+    dialled = []
+
+    class Unreachable(Exception):
+        pass
+
+    def connect(address, num_cpus=None):  # stops the run before Ray starts, with what it would dial
+        dialled.append(address)
+        raise Unreachable
+
+    monkeypatch.setattr(ray_backend, "connect", connect)
+    encoders = {"source": FakeBackbone()}
+    with pytest.warns(DeprecationWarning, match=r"extract_features_ray\(address=...\) is deprecated"), \
+            pytest.raises(Unreachable):
+        ray_backend.extract_features_ray(labelled_images, encoders, address="10.0.0.1:6379")
+    # the same value under both names is one setting, not a conflict
+    with pytest.warns(DeprecationWarning, match="num_workers"), pytest.raises(Unreachable):
+        ray_backend.extract_features_ray(labelled_images, encoders, num_workers=3, ray_workers=3,
+                                         ray_address="10.0.0.2:6379")
+    assert dialled == ["10.0.0.1:6379", "10.0.0.2:6379"]
+    with pytest.warns(DeprecationWarning), pytest.raises(DataError, match="num_workers must be at least 1"):
+        ray_backend.extract_features_ray(labelled_images, encoders, num_workers=0)
     assert not (tmp_path / "s").exists()
 
 

@@ -72,7 +72,7 @@ def test_ray_store_and_fit_equal_the_in_process_ones(local_ray, images, tmp_path
         store=tmp_path / "ray",
         shard_size=8,
         batch_size=4,
-        num_workers=2,
+        ray_workers=2,
         summary=FitStatistics(),
         progress=False,
     )
@@ -98,7 +98,7 @@ def test_dead_and_failing_workers_lose_and_duplicate_nothing_and_reruns_resume(l
     store_dir = tmp_path / "store"
     (tmp_path / "die").write_text("")
     first, _ = extract_features_ray(
-        images, encoders, store=store_dir, shard_size=8, num_workers=1, progress=False
+        images, encoders, store=store_dir, shard_size=8, ray_workers=1, progress=False
     )
     assert not (tmp_path / "die").exists()  # a worker process did die, and Ray redid its shard
     assert first.complete and first.load()["indices"].tolist() == list(range(40))
@@ -110,7 +110,7 @@ def test_dead_and_failing_workers_lose_and_duplicate_nothing_and_reruns_resume(l
     atomic_write_json(store_dir / "manifest.json", first.manifest)
     (tmp_path / "fail").write_text("")
     with pytest.raises(DataError, match="rerun the same command to resume"):
-        extract_features_ray(images, encoders, store=store_dir, shard_size=8, num_workers=1, progress=False)
+        extract_features_ray(images, encoders, store=store_dir, shard_size=8, ray_workers=1, progress=False)
     assert not FeatureStore(store_dir).complete
     (tmp_path / "fail").unlink()
     store, stats = extract_features_ray(
@@ -118,7 +118,7 @@ def test_dead_and_failing_workers_lose_and_duplicate_nothing_and_reruns_resume(l
         encoders,
         store=store_dir,
         shard_size=8,
-        num_workers=2,
+        ray_workers=2,
         summary=FitStatistics(),
         progress=False,
     )
@@ -137,7 +137,7 @@ def test_ray_workers_decode_reduced_as_the_in_process_extraction_does(local_ray,
     make_world_jpegs(photos, 12, size=512)
     encoders = {"source": load_backbone("world-cnn")}
     options = dict(shard_size=8, batch_size=4, progress=False, reduced_decode=2.0)
-    store, _ = extract_features_ray(photos, encoders, store=tmp_path / "ray", num_workers=2, **options)
+    store, _ = extract_features_ray(photos, encoders, store=tmp_path / "ray", ray_workers=2, **options)
     local = extract_features(photos, encoders, store=tmp_path / "local", **options)
     full = extract_features(photos, encoders, store=tmp_path / "full", shard_size=8, progress=False)
     assert store.manifest["key"] == local.manifest["key"] != full.manifest["key"]
@@ -156,17 +156,19 @@ def test_an_unreachable_cluster_is_a_clear_error_and_creates_no_store(tmp_path, 
             images,
             {"source": FakeBackbone(dim=5)},
             store=tmp_path / "s",
-            address=f"127.0.0.1:{port}",
+            ray_address=f"127.0.0.1:{port}",
             progress=False,
         )
     assert not (tmp_path / "s").exists()
 
 
+# num_workers: the old name of ray_workers, deprecated and still refused below 1
+@pytest.mark.filterwarnings(r"ignore:extract_features_ray\(num_workers=:DeprecationWarning")
 @pytest.mark.parametrize(("option", "value"), [("batch_size", 0), ("shard_size", -4), ("num_workers", 0)])
 def test_sizes_the_workers_cannot_use_are_refused_before_ray_starts(tmp_path, images, option, value):
     with pytest.raises(DataError, match=f"{option} must be at least"):
         extract_features_ray(images, {"source": FakeBackbone(dim=5)}, store=tmp_path / "s",
-                             address="127.0.0.1:1", progress=False, **{option: value})
+                             ray_address="127.0.0.1:1", progress=False, **{option: value})
     assert not (tmp_path / "s").exists()
 
 
