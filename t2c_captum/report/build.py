@@ -44,6 +44,14 @@ class ReportResult:
         return {s.id: s.note or "" for s in self.sections if not s.present}
 
 
+def _extraction(extraction: ExtractOptions | None, progress: bool | None,
+                settings: dict[str, Any]) -> ExtractOptions:
+    """The report's extraction settings: ``extraction`` (default: no progress bars), with ``progress``
+    (when given) and the loose ``settings`` applied over it."""
+    given = {**settings, **({} if progress is None else {"progress": progress})}
+    return ExtractOptions.from_settings(extraction or ExtractOptions(progress=False), **given)
+
+
 def _check_out(out: Path, overwrite: bool) -> None:
     if not out.exists():
         return
@@ -110,7 +118,7 @@ def build_report(
     checkpoint: str | None = None,
     extraction: ExtractOptions | None = None,
     overwrite: bool = False,
-    progress: bool = False,
+    progress: bool | None = None,
     sections: list[Builder] | None = None,
     **settings: Any,
 ) -> ReportResult:
@@ -139,8 +147,10 @@ def build_report(
         top_k (int, optional): concepts per image and per class. Default: ``5``
         extraction (ExtractOptions, optional): every extraction setting (workers, precision, Ray
             backend...), for the report's images and ``compare_data``. Default: ``ExtractOptions()``
-            with progress as ``progress``
+            without a progress bar
         overwrite (bool, optional): replace an existing report folder. Default: ``False``
+        progress (bool, optional): show extraction progress bars; given, it applies over
+            ``extraction`` like the other settings. Default: ``extraction``'s, or none without it
         sections (list, optional): the section builders. Default: :data:`~t2c_captum.report.SECTIONS`
         **settings: :class:`~t2c_captum.ExtractOptions` fields one by one (``batch_size=32``,
             ``device="cpu"``), applied over ``extraction``.
@@ -169,8 +179,7 @@ def build_report(
     options = ReportOptions(compare_data=compare_data, cbm=cbm, queries=list(queries), decoder=decoder,
                             n_samples=n_samples,
                             n_maps=n_maps, map_method=map_method, top_k=top_k,
-                            extraction=ExtractOptions.from_settings(
-                                extraction or ExtractOptions(progress=progress), **settings))
+                            extraction=_extraction(extraction, progress, settings))
     pair = load_aligned(os.fspath(aligner), backbone, checkpoint)
     bank = make_bank(pair.space, vocabulary, concepts, pair.vocabulary)
     source = open_source(data)

@@ -13,6 +13,7 @@ from t2c_captum.explain import (
     attribute_concept,
     feature_attributions,
     inplace_modules,
+    name_difference,
     name_directions,
     name_units,
     text_cav,
@@ -142,6 +143,18 @@ def test_a_direction_is_named_by_the_concept_it_moves_towards():
     torch.testing.assert_close(cav, aligner.linear_part.T @ bank.vector("c"))
     with pytest.raises(DimensionMismatchError, match="12-d features"):
         name_directions(torch.ones(5), aligner, bank)
+
+
+def test_a_difference_of_groups_is_named_by_what_one_has_more_of():
+    backbone, aligner, bank, _, f = _toy()
+    towards_c = torch.linalg.pinv(aligner.linear_part) @ bank.vector("c")
+    shifted = f[:100] + 3 * towards_c / towards_c.norm()  # group A: group B moved towards "c"
+    named = name_difference(shifted, f[:100], aligner, bank, k=2)
+    assert named["a_over_b"][0][0] == "c"
+    assert "c" not in [c for c, _ in named["b_over_a"]]
+    assert len(named["a_over_b"]) == len(named["b_over_a"]) == 2
+    with pytest.raises(DimensionMismatchError, match="12-d features"):
+        name_difference(torch.ones(3, 5), torch.ones(3, 5), aligner, bank)
 
 
 def test_units_are_named_through_the_aligner_and_from_examples():

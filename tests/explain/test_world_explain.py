@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from t2c_captum.concepts import ConceptBank
-from t2c_captum.explain import ConceptProbe, name_units, text_tcav
+from t2c_captum.explain import ConceptProbe, name_difference, name_units, text_tcav
 from t2c_captum.world.adapters import world_concepts, world_source
 from t2c_captum.world.checks import (
     concept_maps_by_value,
@@ -53,6 +53,18 @@ def test_predictions_are_named_by_their_shape(world_aligned, bank, test_images):
     backbone, _, aligner = world_aligned("world-cnn")
     samples, images = test_images
     assert np.mean(named_shape_hits(backbone, aligner, bank, samples, images, k=3)) >= 0.8
+
+
+def test_two_shapes_are_told_apart_by_their_names(world_aligned, bank, test_images):
+    backbone, _, aligner = world_aligned("world-cnn")
+    samples, images = test_images
+    with torch.no_grad():
+        feats = backbone(images)
+    first, second = FACTORS["shape"][:2]
+    group = {v: feats[[i for i, s in enumerate(samples) if s.shape == v]] for v in (first, second)}
+    assert min(len(g) for g in group.values()) >= 10
+    named = name_difference(group[first], group[second], aligner, bank, k=3)
+    assert first in [c for c, _ in named["a_over_b"]] and second in [c for c, _ in named["b_over_a"]]
 
 
 @pytest.fixture(scope="module")

@@ -151,3 +151,33 @@ def test_a_decoder_that_cannot_be_loaded_leaves_the_captions_out_with_its_reason
                           n_maps=0, decoder="no-such-decoder")
     assert "captions" not in result.present
     assert "no-such-decoder" in result.missing["captions"] and "decoder" in result.missing["captions"]
+
+
+@pytest.mark.parametrize(
+    ("extraction", "progress", "settings", "expected"),
+    [
+        (None, None, {}, {"progress": False}),  # a report shows no bars by default
+        (None, True, {}, {"progress": True}),
+        ("options", None, {}, {"progress": True, "batch_size": 7}),  # the options' own value
+        ("options", False, {"batch_size": 3}, {"progress": False, "batch_size": 3}),  # given: applied over
+    ],
+)
+def test_progress_and_settings_apply_over_the_extraction_options(
+    monkeypatch, tmp_path, extraction, progress, settings, expected
+):
+    from t2c_captum import ExtractOptions
+    from t2c_captum.report import build
+
+    class Captured(Exception):
+        pass
+
+    def capture(**fields):
+        raise Captured(fields["extraction"])
+
+    monkeypatch.setattr(build, "ReportOptions", capture)
+    options = ExtractOptions(batch_size=7, progress=True) if extraction else None
+    with pytest.raises(Captured) as caught:
+        build_report("unused", "world:test:shape:4", tmp_path / "r", extraction=options, progress=progress,
+                     **settings)
+    chosen = caught.value.args[0]
+    assert {name: getattr(chosen, name) for name in expected} == expected
