@@ -1,8 +1,8 @@
 """Recorded model identities: one comparison, one list of compared fields per artifact kind.
 
-An artifact (aligner, concept bottleneck, decoder, feature store, vector index) records the identity of
-the models it was made with (``Backbone.identity`` / ``Space.identity``); loading it for other models
-lists every field that differs.
+An artifact (aligner, concept bottleneck, concept bank, decoder, feature store, vector index) records
+the identity of the models it was made with (``Backbone.identity`` / ``Space.identity``); loading it
+for other models lists every field that differs.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COMPARED", "artifact_stem", "identity_differences"]
+__all__ = ["COMPARED", "artifact_stem", "identity_differences", "recorded_id"]
 
 #: The identity fields compared when each kind of artifact is used with a model (``None``: every
 #: field either side records).
@@ -21,6 +21,7 @@ COMPARED: dict[str, tuple[str, ...] | None] = {
     "cbm": ("id", "layer", "preprocess", "feature_dim", "embed_dim", "dim"),
     "decoder": ("id", "preprocess", "embed_dim", "dim", "weights"),
     "store": ("id", "layer", "preprocess", "dim"),
+    "bank": ("id",),
     "index": None,
 }
 
@@ -47,6 +48,12 @@ def identity_differences(
         for k in keys
         if saved.get(k) != given.get(k)
     ]
+
+
+def recorded_id(model_id: Any) -> dict[str, str]:
+    """The identity of an artifact that records only a model's id (a concept bank's ``space_id``):
+    ``{"id": model_id}``, or ``{}`` when none is recorded (so that nothing is compared)."""
+    return {"id": str(model_id)} if model_id else {}
 
 
 def artifact_stem(path: str | os.PathLike[str], default_name: str) -> Path:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from .._exceptions import CheckpointFormatError, DataError, DimensionMismatchError, UnknownNameError
+from .._identity import identity_differences, recorded_id
 from .._io import atomic_write_tensors, keyed_identity, load_state_dict_file
 from .vocabulary import Vocabulary, check_concepts, check_groups
 
@@ -235,8 +236,10 @@ class ConceptBank:
                    json.loads(meta.get("info", "{}")), json.loads(meta.get("groups", "{}")))
 
     def check_space(self, space_id: str) -> None:
-        """Raise if the bank was embedded by another space than ``space_id``."""
-        if space_id and self.space_id and space_id != self.space_id:
+        """Raise :class:`DimensionMismatchError` if the bank was embedded by another space than
+        ``space_id`` (compared as ``_identity.COMPARED["bank"]``; an empty id on either side is not
+        compared)."""
+        if identity_differences("bank", recorded_id(self.space_id), recorded_id(space_id)):
             raise DimensionMismatchError(
                 f"the concept bank was embedded by {self.space_id!r} but the features are aligned to "
                 f"{space_id!r}; rebuild the bank with that space"

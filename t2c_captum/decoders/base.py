@@ -13,8 +13,6 @@ from ..aligners.base import as_tensor_2d
 
 __all__ = ["CaptionDecoder", "check_embeddings", "check_space", "identity_differences", "project_onto"]
 
-#: Identity fields compared between a decoder and a space (as for aligner artifacts).
-
 
 @runtime_checkable
 class CaptionDecoder(Protocol):
@@ -36,7 +34,12 @@ class CaptionDecoder(Protocol):
 
 
 def identity_differences(saved: dict[str, Any], given: dict[str, Any]) -> list[str]:
-    """Fields of two space identities that differ (only fields both record)."""
+    """Fields of two space identities that differ (only fields both record), as
+    ``"field: decoder has X, given Y"``.
+
+    Kept for compatibility: a thin wrapper over the one comparison,
+    ``t2c_captum._identity.identity_differences("decoder", ...)`` (fields: ``COMPARED["decoder"]``).
+    """
     return _differences("decoder", saved, given, names=("decoder has", "given"))
 
 
@@ -47,9 +50,13 @@ def check_space(decoder: Any, space: Any = None, identity: dict[str, Any] | None
     if not given:
         return
     problems = identity_differences(dict(decoder.space_identity), given)
+    # the size the decoder decodes against the space's, whether or not its identity records one
     dim = given.get("embed_dim", given.get("dim"))
-    if dim is not None and int(dim) != int(decoder.embed_dim):
-        problems.append(f"embed_dim: decoder decodes {decoder.embed_dim}-d, the space has {dim}-d")
+    if dim is not None:
+        problems += _differences(
+            "decoder", {"embed_dim": int(decoder.embed_dim)}, {"embed_dim": int(dim)},
+            names=("decoder decodes", "the space has"),
+        )
     if problems:
         raise IncompatibleArtifactError(
             "this decoder was trained for a different space: "

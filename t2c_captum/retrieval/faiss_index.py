@@ -90,10 +90,6 @@ def _hash(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _differences(want: dict[str, Any], got: dict[str, Any]) -> list[str]:
-    return identity_differences("index", got, want, names=("index has", "features have"))
-
-
 def _vectors(store: Any, aligner: Any, key: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(dataset indices int64, normalised float32 vectors)`` per shard."""
     device = getattr(getattr(aligner, "weight_", None), "device", torch.device("cpu"))
@@ -299,7 +295,9 @@ class FaissIndex:
     def check(self, store: Any, aligner: Any = None, key: str = "source") -> None:
         """Raise :class:`IncompatibleArtifactError` unless the index was built for these features."""
         want = index_identity(store, aligner, key)
-        diff = _differences(want, self.info.get("identity", {}))
+        diff = identity_differences(
+            "index", self.info.get("identity", {}), want, names=("index has", "features have")
+        )
         if diff:
             raise IncompatibleArtifactError(
                 f"the FAISS index {str(self.path)!r} was built for other features ({'; '.join(diff)}). "

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .._exceptions import DataError, DimensionMismatchError, IncompatibleArtifactError
-from .._identity import identity_differences
+from .._identity import identity_differences, recorded_id
 from ..concepts.bank import ConceptBank
 from .moments import ConceptMoments
 
@@ -46,7 +46,7 @@ def _check_stores(stores: tuple[Any, Any], key: str, bank: ConceptBank, aligner:
                 f"the aligner was fitted on another backbone than the stores' {key!r} features "
                 f"({'; '.join(problems)}); use the aligner fitted for this backbone"
             )
-    elif bank.space_id and ids[0].get("id") and ids[0]["id"] != bank.space_id:
+    elif identity_differences("bank", recorded_id(bank.space_id), recorded_id(ids[0].get("id"))):
         raise DimensionMismatchError(
             f"without an aligner the features must be the space's own image embeddings, but the stores' "
             f"{key!r} features come from {ids[0]['id']!r} and the concept bank from {bank.space_id!r}; "

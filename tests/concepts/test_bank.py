@@ -170,3 +170,22 @@ def test_vocabulary_files_can_give_groups(tmp_path):
     grouped.write_text(json.dumps({"groups": {"colour": "red"}}))
     with pytest.raises(DataError, match="list of concept strings"):
         resolve_vocabulary(str(grouped))
+
+
+def test_space_checks_compare_the_bank_kind_of_identity():
+    from t2c_captum._identity import COMPARED
+
+    assert COMPARED["bank"] == ("id",)
+    bank = ConceptBank(["a", "b"], torch.eye(2), "fake-space")
+    bank.check_space("")  # an unrecorded id is not compared
+    ConceptBank(["a", "b"], torch.eye(2), "").check_space("world-clip")
+
+    class Aligner:
+        target_: dict = {}
+
+    bank.check_aligner(Aligner())  # no recorded target space
+    Aligner.target_ = {"id": "fake-space", "weights": "abc"}
+    bank.check_aligner(Aligner())
+    Aligner.target_ = {"id": "world-clip"}
+    with pytest.raises(DimensionMismatchError, match="embedded by 'fake-space'.*rebuild the bank"):
+        bank.check_aligner(Aligner())

@@ -295,3 +295,15 @@ def test_a_probe_captions_images_through_its_decoder(tiny_decoder, fake_space):
     expected = caption_features(tiny_decoder, x, aligner, project=False)
     assert probe.caption(x[:, :, None, None], project=False) == expected
     assert sum(c == t for c, t in zip(expected, CORPUS, strict=True)) >= 14
+
+
+def test_the_public_identity_differences_is_the_decoder_kind_of_the_one_comparison():
+    from t2c_captum import _identity
+    from t2c_captum.decoders import identity_differences
+
+    saved = {"id": "fake-space", "embed_dim": 16, "layer": "x", "weights": "a"}
+    given = {"id": "other", "embed_dim": 16, "layer": "y", "weights": "b", "preprocess": "p"}
+    assert identity_differences(saved, given) == ["id: decoder has 'fake-space', given 'other'",
+                                                  "weights: decoder has 'a', given 'b'"]
+    assert identity_differences(saved, given) == _identity.identity_differences(
+        "decoder", saved, given, names=("decoder has", "given"))

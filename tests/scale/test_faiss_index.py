@@ -206,3 +206,14 @@ def test_cli_retrieve_with_a_faiss_index_matches_the_exact_search(labelled_image
             assert [r["index"] for r in got["results"]] == [r["index"] for r in exact["results"]]
         bad = runner.invoke(app, [*args, "--index", "annoy"])
         assert bad.exit_code == 2 and "--index must be one of" in bad.output
+
+
+def test_an_index_beside_a_store_of_other_encoders_is_refused(aligned, tmp_path):
+    store, aligner, _ = aligned
+    index = FaissIndex.build(store, aligner, kind="flat", save=False)
+    twin = write_store(tmp_path / "twin")  # the same store key and rows, read by another encoder
+    twin.manifest["encoders"]["source"]["id"] = "another-bb"
+    index.check(store, aligner)
+    refused = "encoder: index has .*'bb'.*features have .*'another-bb'"
+    with pytest.raises(IncompatibleArtifactError, match=refused):
+        index.check(twin, aligner)
