@@ -15,7 +15,6 @@ from ._common import (
     BackboneOpt,
     CheckpointOpt,
     ConceptsOpt,
-    DeviceOpt,
     JsonOpt,
     VocabularyOpt,
     backbone_features,
@@ -171,6 +170,7 @@ def eval_cmd(
 
 
 @cbm_app.command("explain")
+@extraction_options
 def explain_cmd(
     model: Annotated[str, typer.Argument(help="A saved concept bottleneck (NAME or NAME.json).")],
     images: Annotated[list[str], typer.Argument(help="Image files, a folder, a CSV or world:SPLIT.")],
@@ -178,8 +178,8 @@ def explain_cmd(
     limit: Annotated[int, typer.Option(help="At most this many images.")] = 20,
     backbone: BackboneOpt = None,
     checkpoint: CheckpointOpt = None,
-    batch_size: int = 64,
-    device: DeviceOpt = "auto",
+    *,
+    extraction: ExtractOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Predict images and show the concepts that contributed most (signed) to each prediction."""
@@ -194,8 +194,7 @@ def explain_cmd(
         items = source.items
         head = items[:limit] if isinstance(items, list) else Subset(items, range(limit))  # type: ignore[arg-type]
         source = ImageSource(head, name=source.name)
-    options = ExtractOptions(batch_size=batch_size, device=device, progress=False)
-    store = backbone_features(source, bb, options)
+    store = backbone_features(source, bb, extraction.with_(progress=False))
     data = store.load(["source"])
     exp = cbm.explain(data["source"])
     probs = cbm.predict_proba(data["source"])

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import BackboneOpt, CheckpointOpt, DeviceOpt, JsonOpt
+from ..features.options import ExtractOptions
+from ._common import BackboneOpt, CheckpointOpt, DeviceOpt, JsonOpt, extraction_options
 
 decoder_app = typer.Typer(
     help="Caption decoders: train one on captions alone, inspect one.", no_args_is_help=True
@@ -170,6 +171,7 @@ def _load_array(path: Path) -> Any:
     raise DataError(f"{str(path)!r}: give a .npy or .safetensors file")
 
 
+@extraction_options
 def caption_cmd(
     decoder: Annotated[
         str,
@@ -215,7 +217,8 @@ def caption_cmd(
     gpt: Annotated[str | None, typer.Option(help="clipcap: GPT-2 directory or hub name.")] = None,
     backbone: BackboneOpt = None,
     checkpoint: CheckpointOpt = None,
-    device: DeviceOpt = "auto",
+    *,
+    extraction: ExtractOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Decode images, feature vectors or directions into captions through the decoder's space."""
@@ -256,15 +259,18 @@ def caption_cmd(
         from ..data import open_source
 
         source = open_source(data)
+        quiet = extraction.with_(progress=False)  # no progress bars, as before
         if pair is not None:
             captions = caption_images(
-                dec, source, pair.backbone, pair.aligner, device=device, project=project, **gen
+                dec, source, pair.backbone, pair.aligner, extraction=quiet, project=project, **gen
             )
         else:
             from ..spaces import load_space
 
             space = load_space(dec.space_identity.get("id", ""))
-            captions = caption_images(dec, source, space=space, device=device, project=project, **gen)
+            captions = caption_images(
+                dec, source, space=space, extraction=quiet, project=project, **gen
+            )
         rows = [{"item": source.describe(i), "caption": c} for i, c in enumerate(captions)]
     elif vector is not None:
         x = _load_array(vector)

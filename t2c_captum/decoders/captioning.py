@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -12,6 +12,9 @@ from .._exceptions import DataError, DimensionMismatchError
 from ..aligners.base import as_tensor_2d
 from ..aligners.directions import align_directions
 from .base import check_embeddings
+
+if TYPE_CHECKING:
+    from ..features import ExtractOptions
 
 __all__ = [
     "DIRECTION_KINDS",
@@ -69,9 +72,10 @@ def caption_images(
     aligner: Any = None,
     *,
     space: Any = None,
-    batch_size: int = 64,
-    device: str = "auto",
-    progress: bool = False,
+    extraction: ExtractOptions | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    progress: bool | None = None,
     **options: Any,
 ) -> list[str]:
     """Captions of images: through ``backbone`` + ``aligner``, or through the ``space``'s own image
@@ -82,17 +86,28 @@ def caption_images(
         images: anything :func:`~t2c_captum.data.open_source` opens (folder, list, ``world:SPLIT``...).
         backbone (Backbone, optional) / aligner (Aligner, optional): the aligned backbone.
         space (Space, optional): the space (used when there is no backbone).
+        extraction (ExtractOptions, optional): how the images are extracted (batch size, decoding
+            workers, device, precision, cache folder, the Ray backend...).
+            Default: ``ExtractOptions(progress=False)``
+        batch_size (int, optional): images per forward pass, applied over ``extraction``.
+            Default: ``extraction``'s (``64``)
+        device (str, optional): the extraction device, applied over ``extraction``.
+            Default: ``extraction``'s (``"auto"``)
+        progress (bool, optional): show progress, applied over ``extraction``.
+            Default: ``extraction``'s (``False`` without ``extraction``)
+        **options: decoding options for the decoder (``strategy="beam"``, ``project=False``...).
     """
     from ..data import open_source
-    from ..features import extract_features
+    from ..features import ExtractOptions
 
+    given = {name: value for name, value in (("batch_size", batch_size), ("device", device),
+                                             ("progress", progress)) if value is not None}
+    extract = ExtractOptions.from_settings(extraction or ExtractOptions(progress=False), **given)
     source = open_source(images)
     if backbone is not None:
         if aligner is None:
             raise DataError("captioning through a backbone needs its aligner into the decoder's space")
-        store = extract_features(
-            source, {"source": backbone}, batch_size=batch_size, device=device, progress=progress
-        )
+        store = extract.extract(source, {"source": backbone})
         return caption_features(decoder, store.load(["source"])["source"], aligner, **options)
     if space is None:
         raise DataError(
@@ -100,9 +115,7 @@ def caption_images(
         )
     if hasattr(decoder, "check_space"):
         decoder.check_space(space)
-    store = extract_features(
-        source, {"space": space}, batch_size=batch_size, device=device, progress=progress
-    )
+    store = extract.extract(source, {"space": space})
     return caption_embeddings(decoder, store.load(["space"])["space"], **options)
 
 

@@ -3,9 +3,9 @@
 :class:`ExtractOptions` gathers what :func:`~t2c_captum.features.extract_features` and the Ray
 backend take (batch size, decoding workers, device, precision, memory format, compile, reduced
 decoding, fault handling) with the backend switch, so ``t2c fit``, ``t2c eval``, ``t2c concepts``,
-``t2c shift``, ``t2c retrieve``, ``t2c cbm`` and ``t2c report`` extract the same way from the same
-flags, and a scale run moves to a Ray cluster with ``--backend ray`` on any of them. Its fields and
-checks are :class:`~t2c_captum.features.settings.ExtractSettings`' (``settings.py``, which the
+``t2c shift``, ``t2c retrieve``, ``t2c cbm``, ``t2c caption`` and ``t2c report`` extract the same way
+from the same flags, and a scale run moves to a Ray cluster with ``--backend ray`` on any of them.
+Its fields and checks are :class:`~t2c_captum.features.settings.ExtractSettings`' (``settings.py``, which the
 extraction functions import); this module adds :meth:`ExtractOptions.extract`.
 """
 

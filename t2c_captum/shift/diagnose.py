@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ from .moments import ConceptMoments, _as_matrix
 from .report import ShiftReport, ShiftRow
 from .statistics import EFFECTS, RANKING, _adjust, _check_options, _combine, _ranked, _tests
 from .stores import _check_stores, _encoder_for, _moments_of, _pick_key, _store_class_names
+
+if TYPE_CHECKING:
+    from ..features import ExtractOptions
 
 
 def _class_name(key: Any, class_names: Sequence[str] | None) -> str:
@@ -187,9 +190,10 @@ def diagnose_shift(
     alpha: float = 0.05,
     min_samples: int = 10,
     effect: str = "glass",
-    batch_size: int = 64,
+    extraction: ExtractOptions | None = None,
+    batch_size: int | None = None,
     device: str | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> ShiftReport:
     """Find the concepts two image datasets (or feature stores) differ in.
 
@@ -213,12 +217,24 @@ def diagnose_shift(
         min_samples (int, optional): groups with fewer images are reported untested. Default: ``10``
         effect (str, optional): ``"glass"`` (Glass's delta) or ``"hedges"`` (Hedges' g); see
             :func:`shift_report`. Default: ``"glass"``
-        batch_size / device / progress: feature extraction settings.
+        extraction (ExtractOptions, optional): how images that are not stores yet are extracted
+            (batch size, decoding workers, device, precision, cache folder, the Ray backend...).
+            Default: ``ExtractOptions(progress=False)``
+        batch_size (int, optional): images per forward pass, applied over ``extraction``.
+            Default: ``extraction``'s (``64``)
+        device (str, optional): the extraction device, applied over ``extraction``.
+            Default: ``extraction``'s (``"auto"``)
+        progress (bool, optional): show progress, applied over ``extraction``.
+            Default: ``extraction``'s (``False`` without ``extraction``)
 
     Returns:
         ShiftReport: ranked tests; ``info`` names the datasets.
     """
-    from ..features import FeatureStore, extract_features
+    from ..features import ExtractOptions, FeatureStore
+
+    given = {name: value for name, value in (("batch_size", batch_size), ("device", device),
+                                             ("progress", progress)) if value is not None}
+    options = ExtractOptions.from_settings(extraction or ExtractOptions(progress=False), **given)
 
     if not isinstance(bank, ConceptBank):
         raise DataError(
@@ -234,8 +250,7 @@ def diagnose_shift(
             return data
         if not encoder:
             encoder.append(_encoder_for(aligner, backbone))
-        return extract_features(data, {"source": encoder[0]}, batch_size=batch_size, device=device,
-                                progress=progress)
+        return options.extract(data, {"source": encoder[0]})
 
     stores = (store_of(data_a), store_of(data_b))
     feature_key = _pick_key(stores[0], key, aligner)

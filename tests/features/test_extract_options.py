@@ -22,7 +22,7 @@ EXTRACTION_FLAGS = {
 }
 EXTRACTING_COMMANDS = [
     ("fit",), ("eval",), ("concepts",), ("shift",), ("retrieve",), ("cbm", "fit"), ("cbm", "eval"),
-    ("report",),
+    ("report",), ("cbm", "explain"), ("caption",),
 ]
 
 
@@ -107,7 +107,9 @@ def test_a_bad_flag_stops_every_command_before_anything_loads(tmp_path, args, me
     missing = str(tmp_path / "no-such-aligner")  # never reached: the flags are checked first
     for path, rest in ((("concepts",), [missing, "-d", "world:test"]),
                        (("shift",), [missing, "-a", "world:test", "-b", "world:val"]),
-                       (("cbm", "eval"), [missing, "-d", "world:test"])):
+                       (("cbm", "eval"), [missing, "-d", "world:test"]),
+                       (("cbm", "explain"), [missing, "world:test"]),
+                       (("caption",), [missing, "--data", "world:test"])):
         result = runner.invoke(app, [*path, *rest, *args])
         assert result.exit_code == 2, result.output
         assert message in " ".join(result.output.split()), result.output
@@ -262,3 +264,102 @@ def test_settings_of_the_base_class_become_options():
     assert type(options) is ExtractOptions and hasattr(options, "extract")
     assert options.as_dict() == {**ExtractOptions().as_dict(), "batch_size": 3, "progress": False,
                                  "precision": "fp32"}
+
+
+# ------------------------------------------- task functions: extraction= plus the old keywords
+
+
+class _Reached(Exception):
+    """Raised by the spy once the extraction settings are recorded."""
+
+
+@pytest.fixture
+def seen(monkeypatch):
+    """The options every ``ExtractOptions.extract`` call gets (the call then stops with _Reached)."""
+    calls: list[ExtractOptions] = []
+
+    def spy(self, data, encoders, **kwargs):
+        calls.append(self)
+        raise _Reached
+
+    monkeypatch.setattr(ExtractOptions, "extract", spy)
+    return calls
+
+
+def _diagnose(images, **kwargs):
+    from t2c_captum.concepts import ConceptBank
+    from t2c_captum.shift import diagnose_shift
+    from t2c_captum.testing import FakeSpace
+
+    space = FakeSpace(dim=8)
+    bank = ConceptBank.build(space, ["x", "y", "z"], cache=False)
+    with pytest.raises(_Reached):
+        diagnose_shift(str(images), str(images), bank, None, space, **kwargs)
+
+
+def _caption(images, **kwargs):
+    from t2c_captum.decoders import caption_images
+
+    with pytest.raises(_Reached):
+        caption_images(object(), str(images), FakeBackbone(dim=6), object(), **kwargs)
+
+
+@pytest.mark.parametrize("call", [_diagnose, _caption], ids=["diagnose_shift", "caption_images"])
+def test_task_functions_take_extraction_options_and_the_old_keywords_over_them(call, seen, labelled_images):
+    call(labelled_images)  # nothing given: as before (batches of 64, auto device, no progress bars)
+    assert (seen[-1].batch_size, seen[-1].device, seen[-1].progress) == (64, "auto", False)
+    call(labelled_images, extraction=ExtractOptions(batch_size=7, precision="fp32", progress=False))
+    assert (seen[-1].batch_size, seen[-1].precision, seen[-1].progress) == (7, "fp32", False)
+    call(labelled_images, extraction=ExtractOptions(batch_size=7, precision="fp32"), batch_size=5,
+         device="cpu", progress=False)  # the keywords apply over extraction=, as fit_aligner's settings do
+    assert (seen[-1].batch_size, seen[-1].device, seen[-1].precision, seen[-1].progress) == (
+        5, "cpu", "fp32", False)
+    call(labelled_images, batch_size=3, progress=True)
+    assert (seen[-1].batch_size, seen[-1].progress) == (3, True)
+
+
+def test_task_functions_check_the_settings_before_reading_anything(seen):
+    from t2c_captum.decoders import caption_images
+    from t2c_captum.shift import diagnose_shift
+
+    with pytest.raises(SettingsError, match="batch_size must be at least 1"):
+        diagnose_shift("no-such-folder", "no-such-folder", None, batch_size=0)
+    with pytest.raises(SettingsError, match="batch_size must be at least 1"):
+        caption_images(object(), "no-such-folder", extraction=ExtractOptions(precision="fp32"), batch_size=0)
+    assert not seen
+
+
+def test_the_cbm_explain_and_decoder_caption_flags_reach_the_extraction(monkeypatch, seen):
+    import t2c_captum.commands.cbm as cbm_commands
+    import t2c_captum.decoders as decoders
+    import t2c_captum.spaces as spaces
+
+    got: list[ExtractOptions] = []
+
+    def features(data, backbone, extraction):
+        got.append(extraction)
+        raise _Reached
+
+    monkeypatch.setattr(cbm_commands, "_load_cbm", lambda *args: (object(), object()))
+    monkeypatch.setattr(cbm_commands, "backbone_features", features)
+    result = runner.invoke(app, ["cbm", "explain", "some-cbm", "world:test:shape:2", "--batch-size", "7",
+                                 "--device", "cpu", "--precision", "fp32"])
+    assert isinstance(result.exception, _Reached), result.output
+    assert (got[-1].batch_size, got[-1].device, got[-1].precision, got[-1].progress) == (
+        7, "cpu", "fp32", False)  # no progress bars, as before
+
+    class Decoder:
+        space_identity = {"id": "some-space"}
+
+    def caption_images(decoder, images, backbone=None, aligner=None, *, space=None, extraction=None, **kw):
+        got.append(extraction)
+        return ["a caption"] * len(images)
+
+    monkeypatch.setattr(decoders, "load_decoder", lambda name, **kw: Decoder())
+    monkeypatch.setattr(decoders, "caption_images", caption_images)
+    monkeypatch.setattr(spaces, "load_space", lambda name: object())
+    result = runner.invoke(app, ["caption", "some-decoder", "--data", "world:test:shape:2",
+                                 "--batch-size", "7", "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.output)) == 2
+    assert (got[-1].batch_size, got[-1].device, got[-1].progress) == (7, "cpu", False)
