@@ -100,9 +100,7 @@ def caption_images(
     from ..data import open_source
     from ..features import ExtractOptions
 
-    given = {name: value for name, value in (("batch_size", batch_size), ("device", device),
-                                             ("progress", progress)) if value is not None}
-    extract = ExtractOptions.from_settings(extraction or ExtractOptions(progress=False), **given)
+    extract = ExtractOptions.for_task(extraction, batch_size=batch_size, device=device, progress=progress)
     source = open_source(images)
     if backbone is not None:
         if aligner is None:

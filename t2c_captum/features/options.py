@@ -72,6 +72,14 @@ class ExtractOptions(ExtractSettings):
         >>> store = extract_features("images/", {"source": backbone}, opts.with_(backend="local"))
     """
 
+    @classmethod
+    def for_task(cls, extraction: ExtractSettings | None = None, **given: Any) -> ExtractOptions:
+        """The options of a task that extracts on the way (a report, a shift diagnosis, captions):
+        ``extraction`` (default: the defaults without progress bars) with those of the task's own
+        setting keywords that were given (not ``None``) applied over it."""
+        settings = {name: value for name, value in given.items() if value is not None}
+        return cls.from_settings(extraction or cls(progress=False), **settings)
+
     def extract(
         self,
         data: Any,

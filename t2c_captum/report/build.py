@@ -44,14 +44,6 @@ class ReportResult:
         return {s.id: s.note or "" for s in self.sections if not s.present}
 
 
-def _extraction(extraction: ExtractOptions | None, progress: bool | None,
-                settings: dict[str, Any]) -> ExtractOptions:
-    """The report's extraction settings: ``extraction`` (default: no progress bars), with ``progress``
-    (when given) and the loose ``settings`` applied over it."""
-    given = {**settings, **({} if progress is None else {"progress": progress})}
-    return ExtractOptions.from_settings(extraction or ExtractOptions(progress=False), **given)
-
-
 def _check_out(out: Path, overwrite: bool) -> None:
     if not out.exists():
         return
@@ -179,7 +171,8 @@ def build_report(
     options = ReportOptions(compare_data=compare_data, cbm=cbm, queries=list(queries), decoder=decoder,
                             n_samples=n_samples,
                             n_maps=n_maps, map_method=map_method, top_k=top_k,
-                            extraction=_extraction(extraction, progress, settings))
+                            extraction=ExtractOptions.from_settings(
+                                ExtractOptions.for_task(extraction, progress=progress), **settings))
     pair = load_aligned(os.fspath(aligner), backbone, checkpoint)
     bank = make_bank(pair.space, vocabulary, concepts, pair.vocabulary)
     source = open_source(data)

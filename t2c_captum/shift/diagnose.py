@@ -232,9 +232,7 @@ def diagnose_shift(
     """
     from ..features import ExtractOptions, FeatureStore
 
-    given = {name: value for name, value in (("batch_size", batch_size), ("device", device),
-                                             ("progress", progress)) if value is not None}
-    options = ExtractOptions.from_settings(extraction or ExtractOptions(progress=False), **given)
+    options = ExtractOptions.for_task(extraction, batch_size=batch_size, device=device, progress=progress)
 
     if not isinstance(bank, ConceptBank):
         raise DataError(
