@@ -75,18 +75,24 @@ class SufficientStats:
         X, Y = X.to(device), Y.to(device)
         kept = None if rows is None else rows.to(device).nonzero().squeeze(1)
         total = X.shape[0] if kept is None else kept.shape[0]
-        if self.n == 0 and total:
-            # any shift is exact (the sums track it); one near the mean keeps float32 products accurate
-            first = slice(0, CHUNK_ROWS) if kept is None else kept[:CHUNK_ROWS]
-            self.shift_x, self.shift_y = X[first].double().mean(0), Y[first].double().mean(0)
         if self._pending is None:
             self._pending = _Products(X.shape[1], Y.shape[1], _products_dtype(device), device)
         pending = self._pending
-        shift_x, shift_y = self.shift_x.to(pending.dtype), self.shift_y.to(pending.dtype)
+        shifts = (self.shift_x.to(pending.dtype), self.shift_y.to(pending.dtype)) if self.n else None
         capacity = min(CHUNK_ROWS, X.shape[0])  # the most rows a chunk of this batch can keep
         for start in range(0, total, CHUNK_ROWS):
             part = slice(start, start + CHUNK_ROWS) if kept is None else kept[start : start + CHUNK_ROWS]
-            self.n += pending.add(X, Y, shift_x, shift_y, part, capacity)
+            xc = pending.picked(X, part, 0, capacity, None if shifts is None else shifts[0])
+            yc = pending.picked(Y, part, 1, capacity, None if shifts is None else shifts[1])
+            if shifts is None:
+                # the first rows' mean is the shift (any shift is exact: the sums track it; one near
+                # the mean keeps float32 products accurate), taken from the gathered rows (no copy)
+                # and kept exactly as the rows are centred on it
+                shifts = (xc.mean(0), yc.mean(0))
+                self.shift_x, self.shift_y = shifts[0].double(), shifts[1].double()
+                xc.sub_(shifts[0])
+                yc.sub_(shifts[1])
+            self.n += pending.add(xc, yc)
             if pending.n >= FLUSH_ROWS:
                 pending.flush_into(self)
 
@@ -173,19 +179,17 @@ class _Products:
         self.xy = torch.zeros(d, D, **kw)
         self.xx = torch.zeros(d, d, **kw)
 
-    def add(
-        self, x: torch.Tensor, y: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor,
-        part: slice | torch.Tensor, capacity: int,
-    ) -> int:
-        """Add the rows ``part`` (a slice or row indices) of ``x`` and ``y``, centred on the shifts, in
-        buffers of at least ``capacity`` rows; returns how many rows were added."""
-        xc, yc = self._centred(x, shift_x, part, 0, capacity), self._centred(y, shift_y, part, 1, capacity)
+    def add(self, xc: torch.Tensor, yc: torch.Tensor) -> int:
+        """Add the products of centred rows (``xc``, ``yc`` in this object's buffers, from
+        :meth:`picked`); returns how many rows were added."""
         rows = xc.shape[0]
         if rows:
             self.n += rows
             self.x += xc.sum(0)
             self.y += yc.sum(0)
-            self.yy += torch.mul(yc, yc, out=self._buffer(2, rows, yc.shape[1], capacity)).sum(0)
+            y_buffer = self._buffers[1]  # y² is kept in a buffer as large as y's
+            square = self._buffer(2, rows, yc.shape[1], rows if y_buffer is None else y_buffer.shape[0])
+            self.yy += torch.mul(yc, yc, out=square).sum(0)
             self.xy.addmm_(xc.T, yc)
             if self.syrk:
                 a = xc.numpy()
@@ -202,19 +206,24 @@ class _Products:
             self._buffers[slot] = buffer
         return buffer[:rows]
 
-    def _centred(
-        self, t: torch.Tensor, shift: torch.Tensor, part: slice | torch.Tensor, slot: int, capacity: int
+    def picked(
+        self, t: torch.Tensor, part: slice | torch.Tensor, slot: int, capacity: int,
+        shift: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``t[part] - shift`` in this slot's buffer (kept from chunk to chunk and sized for the
-        batch's largest chunk, so that chunks keeping a few more rows do not allocate again)."""
+        """The rows ``part`` (a slice or row indices) of ``t``, minus ``shift`` when given, in this
+        slot's buffer (kept from chunk to chunk and sized for ``capacity`` rows, the batch's largest
+        chunk, so that chunks keeping a few more rows do not allocate again)."""
+        rows = len(range(t.shape[0])[part]) if isinstance(part, slice) else part.shape[0]
+        out = self._buffer(slot, rows, t.shape[1], capacity)
         if isinstance(part, slice):
-            picked = t[part]
-            out = self._buffer(slot, picked.shape[0], t.shape[1], capacity)
-            return torch.sub(picked.to(self.dtype), shift, out=out)
-        out = self._buffer(slot, part.shape[0], t.shape[1], capacity)
+            if shift is not None:
+                return torch.sub(t[part].to(self.dtype), shift, out=out)
+            return out.copy_(t[part])
         if t.dtype != self.dtype:  # convert only the picked rows, never the whole batch
-            return out.copy_(t.index_select(0, part)).sub_(shift)
-        return torch.index_select(t, 0, part, out=out).sub_(shift)
+            out.copy_(t.index_select(0, part))
+        else:
+            torch.index_select(t, 0, part, out=out)
+        return out if shift is None else out.sub_(shift)
 
     def flush_into(self, stats: SufficientStats, restart: bool = True) -> None:
         """Add the sums to ``stats``' float64 totals (in place: no float64 copy); start again from
