@@ -12,6 +12,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("T2C_CPU_BF16", "0")
 # two threads, as on the project's machines; OMP_NUM_THREADS (e.g. 1) wins where it is set
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 2))
+# T2C_FLUSH_DENORMAL=1 runs the suite with denormals flushed to zero (scripts/cpu_matrix.py does)
+if os.environ.get("T2C_FLUSH_DENORMAL") == "1" and not torch.set_flush_denormal(True):
+    raise RuntimeError("T2C_FLUSH_DENORMAL=1, but this CPU cannot flush denormals (no SSE3)")
 
 
 @pytest.fixture(autouse=True)

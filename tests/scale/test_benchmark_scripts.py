@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -165,3 +166,49 @@ def test_bench_aligners_alternates_the_fit_and_sklearn(monkeypatch, capsys):
     assert all(t > 0 for times in seconds.values() for t in times)
     ratio = min(seconds["LinearAligner.fit"]) / min(seconds["sklearn Ridge"])
     assert f"best against best: {ratio:.2f}x" in capsys.readouterr().out
+
+
+def _cpu_matrix(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH.parent / "scripts"))
+    sys.modules.pop("cpu_matrix", None)
+    import cpu_matrix
+
+    return cpu_matrix
+
+
+def test_cpu_matrix_runs_each_capability_the_cpu_has_with_one_and_two_threads(monkeypatch):
+    matrix = _cpu_matrix(monkeypatch)
+    labels = [s.label for s in matrix.settings({"avx2", "fma"})]
+    assert labels == [
+        "ATEN_CPU_CAPABILITY=default, 1 thread(s)",
+        "ATEN_CPU_CAPABILITY=default, 2 thread(s)",
+        "ATEN_CPU_CAPABILITY=avx2, 1 thread(s)",
+        "ATEN_CPU_CAPABILITY=avx2, 2 thread(s)",
+        "ATEN_CPU_CAPABILITY=avx2, 2 thread(s), denormals flushed",
+    ]
+    wide = matrix.settings({"avx2", "avx512f", "avx512bw", "avx512vl", "avx512dq"})
+    assert [s.capability for s in wide][-3:] == ["avx512", "avx512", "avx512"] and wide[-1].flush_denormal
+    assert [s.capability for s in matrix.settings(set())] == ["default"] * 3
+    env = wide[-1].environment()
+    assert env["ATEN_CPU_CAPABILITY"] == "avx512" and env["OMP_NUM_THREADS"] == "2"
+    assert env["T2C_FLUSH_DENORMAL"] == "1" and "T2C_FLUSH_DENORMAL" not in wide[0].environment()
+
+
+def test_cpu_matrix_reports_a_failing_run_and_exits_1(tmp_path, monkeypatch, capsys):
+    matrix = _cpu_matrix(monkeypatch)
+    (tmp_path / "test_denormal.py").write_text(
+        "import os, torch\n"
+        "def test_flushed_only_when_asked():\n"
+        "    tiny = torch.tensor([1e-40]) * 1.0\n"
+        "    assert (tiny.item() == 0.0) == (os.environ.get('T2C_FLUSH_DENORMAL') == '1')\n"
+        "def test_fails_without_simd():\n"
+        "    assert os.environ['ATEN_CPU_CAPABILITY'] != 'default'\n"
+    )
+    shutil.copy(BENCH.parent / "tests" / "conftest.py", tmp_path)  # where the switch is read
+    monkeypatch.setattr(matrix, "ROOT", tmp_path)
+    monkeypatch.setattr(matrix, "settings", lambda flags: [matrix.Setting("default", 1),
+                                                           matrix.Setting("avx2", 1, flush_denormal=True)])
+    assert matrix.main([str(tmp_path / "test_denormal.py")]) == 1
+    out = capsys.readouterr().out
+    assert "| ATEN_CPU_CAPABILITY=default, 1 thread(s) | FAIL | 1 failed, 1 passed" in out
+    assert "| ATEN_CPU_CAPABILITY=avx2, 1 thread(s), denormals flushed | pass | 2 passed" in out
