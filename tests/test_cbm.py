@@ -153,6 +153,15 @@ def test_save_load_round_trip_and_mismatches(fitted, tmp_path):
     moved = ConceptBank(bank.concepts, bank.embeddings.roll(1, dims=1), "synthetic-space")
     with pytest.raises(IncompatibleArtifactError, match="embeddings differ"):
         ConceptBottleneck.load(json_path, bank=moved)
+    elsewhere = ConceptBank(bank.concepts, bank.embeddings, "other-space")
+    other_space = "space id: saved 'synthetic-space', given 'other-space'"
+    with pytest.raises(IncompatibleArtifactError, match=other_space):
+        ConceptBottleneck.load(json_path, bank=elsewhere)
+    # a bank that records no space (bare embeddings) is compared by its embeddings alone
+    unrecorded = ConceptBank(bank.concepts, bank.embeddings, "")
+    assert ConceptBottleneck.load(json_path, bank=unrecorded).bank.space_id == ""
+    with pytest.raises(IncompatibleArtifactError, match="embeddings differ"):
+        ConceptBottleneck.load(json_path, bank=ConceptBank(bank.concepts, moved.embeddings, ""))
     with pytest.raises(IncompatibleArtifactError, match="without an aligner"):
         ConceptBottleneck.load(json_path, aligner=make_aligner("linear"))
     with pytest.raises(CheckpointFormatError, match="not a saved concept bottleneck"):

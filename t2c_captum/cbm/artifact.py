@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .._exceptions import CheckpointFormatError, IncompatibleArtifactError
-from .._identity import artifact_stem
+from .._identity import artifact_stem, identity_differences, recorded_id
 from .._io import atomic_write_json, atomic_write_tensors, load_state_dict_file, read_json
 from ..aligners.io import ALIGNER_TENSORS, aligner_from_state
 from ..concepts.bank import ConceptBank
@@ -109,7 +109,8 @@ def read_cbm(
 
 def check_bank(saved: ConceptBank, given: ConceptBank) -> None:
     """Raise :class:`IncompatibleArtifactError` unless ``given`` holds the saved concepts, in order,
-    embedded by the same space."""
+    embedded by the same space (the same recorded space id, where both record one, and the same
+    embeddings)."""
     problems = []
     if saved.concepts != given.concepts:
         extra, lost = set(given.concepts) - set(saved.concepts), set(saved.concepts) - set(given.concepts)
@@ -118,9 +119,13 @@ def check_bank(saved: ConceptBank, given: ConceptBank) -> None:
             + (", or orders them differently" if not extra and not lost else "")
             + ")"
         )
-    if saved.space_id != given.space_id:
-        problems.append(f"space: saved {saved.space_id!r}, given {given.space_id!r}")
-    elif saved.concepts == given.concepts and not torch.allclose(
+    # a bank without a recorded space (built from bare embeddings) compares no id, as every other
+    # check of a bank's space does (``_identity.recorded_id``); its embeddings still have to match
+    other_space = identity_differences(
+        "bank", recorded_id(saved.space_id), recorded_id(given.space_id), prefix="space "
+    )
+    problems += other_space
+    if not other_space and saved.concepts == given.concepts and not torch.allclose(
         saved.embeddings, given.embeddings, atol=1e-4
     ):
         problems.append("the concept embeddings differ (other prompts or templates, or other space weights)")

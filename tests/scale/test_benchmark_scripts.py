@@ -165,7 +165,21 @@ def test_bench_aligners_alternates_the_fit_and_sklearn(monkeypatch, capsys):
     assert counts == {"LinearAligner.fit": 2, "sklearn Ridge": 2}
     assert all(t > 0 for times in seconds.values() for t in times)
     ratio = min(seconds["LinearAligner.fit"]) / min(seconds["sklearn Ridge"])
-    assert f"best against best: {ratio:.2f}x" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"best against best: {ratio:.2f}x (their work, counted in flops: at least" in printed
+
+
+def test_bench_aligners_work_ratio_counts_what_the_fit_adds_to_one_ridge_solve(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop("bench_aligners", None)
+    import bench_aligners
+
+    # many rows, few features, nothing held out: the products dominate and are the same on both sides
+    assert bench_aligners.work_ratio(10**7, 0, 8, 4) == pytest.approx(1.0, abs=1e-3)
+    # held-out rows add their products: 10% more rows, 10% more work
+    assert bench_aligners.work_ratio(9 * 10**7, 10**7, 8, 4) == pytest.approx(10 / 9, abs=1e-3)
+    # the benchmark's default shape (docs/results.md quotes it): 1.40x before any timing
+    assert bench_aligners.work_ratio(44_949, 5_051, 2048, 512) == pytest.approx(1.396, abs=1e-3)
 
 
 def _cpu_matrix(monkeypatch):
