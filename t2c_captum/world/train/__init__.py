@@ -15,51 +15,69 @@ optimisation loop), ``captions`` (caption mentions, partial captions, the CLIP v
 
 from __future__ import annotations
 
-# The former single module's other public names stay importable from here, outside __all__.
-from .calibration import CALIBRATION_DOC as CALIBRATION_DOC
-from .calibration import NOTES_MARKER, write_calibration
-from .calibration import calibration_markdown as calibration_markdown
-from .captions import PARTIAL_BG_LINKS as PARTIAL_BG_LINKS
-from .captions import PARTIAL_INCLUDE as PARTIAL_INCLUDE
-from .captions import PARTIAL_LEADS as PARTIAL_LEADS
-from .captions import PARTIAL_SINGLE_WEIGHTS as PARTIAL_SINGLE_WEIGHTS
-from .captions import PartialCaptions, caption_mentions
-from .captions import caption_vocabulary as caption_vocabulary
-from .data import batches as batches
-from .data import factor_keys as factor_keys
-from .data import factor_values, normalise, random_shift, render_array
-from .data import hard_negative_batches as hard_negative_batches
-from .data import labels_of as labels_of
-from .evaluate import PROBE_FACTORS as PROBE_FACTORS
-from .evaluate import calibrate as calibrate
-from .evaluate import embed as embed
-from .evaluate import head_accuracy as head_accuracy
-from .evaluate import probe_accuracy as probe_accuracy
-from .evaluate import zero_shot_accuracy as zero_shot_accuracy
-from .fitters import multi_positive_loss
-from .fitters import saturation_weights as saturation_weights
-from .fitters import train_ae as train_ae
-from .fitters import train_clip as train_clip
-from .fitters import train_cnn as train_cnn
-from .fitters import train_vit as train_vit
-from .loop import cosine_lr as cosine_lr
-from .loop import run_steps as run_steps
-from .run import CHAINED as CHAINED
-from .run import main, train_world
-from .run import save_model as save_model
+from .calibration import CALIBRATION_DOC, NOTES_MARKER, calibration_markdown, write_calibration
+from .captions import (
+    PARTIAL_BG_LINKS,
+    PARTIAL_INCLUDE,
+    PARTIAL_LEADS,
+    PARTIAL_SINGLE_WEIGHTS,
+    PartialCaptions,
+    caption_mentions,
+    caption_vocabulary,
+)
+from .data import (
+    batches,
+    factor_keys,
+    factor_values,
+    hard_negative_batches,
+    labels_of,
+    normalise,
+    random_shift,
+    render_array,
+)
+from .evaluate import PROBE_FACTORS, calibrate, embed, head_accuracy, probe_accuracy, zero_shot_accuracy
+from .fitters import multi_positive_loss, saturation_weights, train_ae, train_clip, train_cnn, train_vit
+from .loop import cosine_lr, run_steps
+from .run import CHAINED, main, save_model, train_world
 from .settings import TrainSettings
 
 __all__ = [
+    "CALIBRATION_DOC",
+    "CHAINED",
     "NOTES_MARKER",
+    "PARTIAL_BG_LINKS",
+    "PARTIAL_INCLUDE",
+    "PARTIAL_LEADS",
+    "PARTIAL_SINGLE_WEIGHTS",
+    "PROBE_FACTORS",
     "PartialCaptions",
     "TrainSettings",
+    "batches",
+    "calibrate",
+    "calibration_markdown",
     "caption_mentions",
+    "caption_vocabulary",
+    "cosine_lr",
+    "embed",
+    "factor_keys",
     "factor_values",
+    "hard_negative_batches",
+    "head_accuracy",
+    "labels_of",
     "main",
     "multi_positive_loss",
     "normalise",
+    "probe_accuracy",
     "random_shift",
     "render_array",
+    "run_steps",
+    "saturation_weights",
+    "save_model",
+    "train_ae",
+    "train_clip",
+    "train_cnn",
+    "train_vit",
     "train_world",
     "write_calibration",
+    "zero_shot_accuracy",
 ]

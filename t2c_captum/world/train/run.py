@@ -108,7 +108,9 @@ def train_world(
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m t2c_captum.world.train", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--quick", action="store_true", help="a few steps on a few images")
     parser.add_argument("--out", type=Path, default=None, help="output folder for weights")
     parser.add_argument("--vit-only", action="store_true",
