@@ -68,6 +68,9 @@ class Probe:
             vocabulary's name or a file. Default: the space's ``default_vocabulary``
         decoder (str or CaptionDecoder, optional): what :meth:`caption` uses. Default: ``None``
         name (str, optional): the probe's name (a registered name, or the artifact it came from).
+        extraction (ExtractOptions, optional): how the verbs extract features of images given as
+            paths or sources (batch size, device, precision, backend, cache). Default: the
+            defaults, without progress bars
     """
 
     def __init__(
@@ -79,8 +82,10 @@ class Probe:
         vocabulary: str | Sequence[str] | Vocabulary | None = None,
         decoder: Any = None,
         name: str = "",
+        extraction: ExtractOptions | None = None,
     ) -> None:
         check_compatible(aligner, backbone, space)
+        self.extraction = ExtractOptions.for_task(extraction)
         self.backbone, self.space, self.aligner = backbone, space, aligner
         self.vocabulary = vocabulary if vocabulary is not None else default_vocabulary(space)
         self.decoder = decoder
@@ -135,20 +140,21 @@ class Probe:
         n = len(source) if limit is None else min(limit, len(source))
         return torch.stack([self.backbone.preprocess(source.load(i)[0]) for i in range(n)])
 
-    def features(self, images: Images, *, batch_size: int = 64) -> torch.Tensor:
-        """Backbone features ``[N, d]``: tensors run directly; anything else goes through a feature
-        store (cached, resumable; in the source's order)."""
+    def features(
+        self, images: Images, *, batch_size: int | None = None, extraction: ExtractOptions | None = None
+    ) -> torch.Tensor:
+        """Backbone features ``[N, d]``: tensors run directly, ``batch_size`` at a time; anything else
+        goes through a feature store (cached, resumable; in the source's order), extracted with
+        ``extraction`` (default: the probe's) and ``batch_size`` applied over it."""
+        options = ExtractOptions.for_task(extraction or self.extraction, batch_size=batch_size)
+        batch_size = options.batch_size
         if isinstance(images, torch.Tensor):
             x = self._pixels(images)
             device = next(self.backbone.parameters(), torch.zeros(0)).device
             with torch.no_grad():
                 return torch.cat([self.backbone(x[i : i + batch_size].to(device)).cpu()
                                   for i in range(0, x.shape[0], batch_size)])
-        from .features import extract_features
-
-        store = extract_features(self._source(images), {"source": self.backbone}, batch_size=batch_size,
-                                 progress=False)
-        data = store.load()
+        data = options.extract(self._source(images), {"source": self.backbone}).load()
         return data["source"][data["indices"].argsort()]
 
     # -- verbs --------------------------------------------------------------------------------
@@ -217,18 +223,20 @@ def load_probe(
     checkpoint: str | None = None,
     space_checkpoint: str | None = None,
     vocabulary: str | Sequence[str] | Vocabulary | None = None,
+    extraction: ExtractOptions | None = None,
 ) -> Probe:
     """A probe from a registered probe name, a saved aligner (``NAME``, ``NAME.json``, a folder) or
     ``hf-hub:ORG/REPO[/NAME]``, with the backbone (at its layer) and the space the aligner records.
 
     ``backbone``/``space`` (names or objects) replace the recorded ones and are checked against
-    them; ``checkpoint``/``space_checkpoint`` are their local weights.
+    them; ``checkpoint``/``space_checkpoint`` are their local weights; ``extraction`` is how the
+    probe's verbs extract features (:class:`Probe`).
     """
     if isinstance(spec, Probe):
         return spec
     loaded = registered_probe(os.fspath(spec))
     if isinstance(loaded, Probe):
-        if backbone is None and space is None and vocabulary is None:
+        if backbone is None and space is None and vocabulary is None and extraction is None:
             return loaded
         aligner, given = loaded.aligner, loaded
     else:
@@ -247,7 +255,9 @@ def load_probe(
         target = load_target(space or aligner.target_.get("id", ""), checkpoint=space_checkpoint)
     return Probe(bb, target, aligner, vocabulary=vocabulary if vocabulary is not None else
                  (given.vocabulary if given is not None else None),
-                 decoder=given.decoder if given is not None else None, name=os.fspath(spec))
+                 decoder=given.decoder if given is not None else None, name=os.fspath(spec),
+                 extraction=extraction if extraction is not None else
+                 (given.extraction if given is not None else None))
 
 
 def attach(
@@ -261,6 +271,7 @@ def attach(
     preprocess: Any = None,
     input_size: tuple[int, int, int] = (3, 224, 224),
     name: str | None = None,
+    extraction: ExtractOptions | None = None,
     **fit_options: Any,
 ) -> Probe:
     """Concept explanations for any ``nn.Module``: fit (or load) the aligner from ``layer``'s features
@@ -274,6 +285,8 @@ def attach(
         data: images to fit on (anything :func:`~t2c_captum.open_source` opens); not needed with
             ``aligner=``.
         aligner: a saved aligner (path, probe name or object) to use instead of fitting.
+        extraction (ExtractOptions, optional): how features are extracted, to fit the aligner and
+            in the probe's verbs. Default: the defaults, without progress bars
         **fit_options: passed to :func:`~t2c_captum.fit_aligner` (``kind``, ``batch_size``...).
 
     Examples::
@@ -291,14 +304,16 @@ def attach(
     if aligner is None:
         if data is None:
             raise DataError("attach needs data= images to fit the aligner on, or aligner= a saved one")
-        fitted, _ = fit_aligner(backbone, target, data, progress=fit_options.pop("progress", False),
-                                **fit_options)
+        if extraction is None:  # no progress bars unless asked for
+            fit_options.setdefault("progress", False)
+        fitted, _ = fit_aligner(backbone, target, data, extraction=extraction, **fit_options)
     elif isinstance(aligner, Aligner):
         fitted = aligner
     else:
         loaded = registered_probe(os.fspath(aligner))
         fitted = getattr(loaded, "aligner", loaded) or load_aligner(aligner)
-    return Probe(backbone, target, fitted, vocabulary=vocabulary, name=name or backbone.name)
+    return Probe(backbone, target, fitted, vocabulary=vocabulary, name=name or backbone.name,
+                 extraction=extraction)
 
 
 @dataclass

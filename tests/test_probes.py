@@ -105,6 +105,24 @@ def test_images_as_tensors_and_as_a_source_give_the_same_features(registered):
         probe.features(pixels[0])
 
 
+def test_the_probe_extracts_with_its_options_and_a_call_may_override_them(registered, tmp_path):
+    from t2c_captum import ExtractOptions, SettingsError
+
+    own = ExtractOptions(cache_dir=str(tmp_path / "probe"), progress=False)
+    probe = load_probe(registered, extraction=own)
+    assert probe.extraction.cache_dir == str(tmp_path / "probe")
+    plain = load_probe(registered).features("world:test:shape:6")
+    torch.testing.assert_close(probe.features("world:test:shape:6"), plain)
+    assert len(list((tmp_path / "probe").glob("features-*"))) == 1  # the probe's store folder
+    per_call = ExtractOptions(cache_dir=str(tmp_path / "call"), progress=False)
+    torch.testing.assert_close(probe.features("world:test:shape:6", extraction=per_call, batch_size=4), plain)
+    assert len(list((tmp_path / "call").glob("features-*"))) == 1
+    probe.scores("world:test:shape:7")  # the verbs go through the probe's options too
+    assert len(list((tmp_path / "probe").glob("features-*"))) == 2
+    with pytest.raises(SettingsError, match="batch_size"):
+        probe.features("world:test:shape:6", batch_size=0)
+
+
 def test_caption_without_a_decoder_says_how_to_give_one(registered):
     with pytest.raises(T2CError, match="decoder="):
         load_probe(registered).caption(TEST_DATA)
