@@ -44,6 +44,7 @@ class Setting:
     def environment(self) -> dict[str, str]:
         env = dict(os.environ, ATEN_CPU_CAPABILITY=self.capability, OMP_NUM_THREADS=str(self.threads))
         env.update(MKL_NUM_THREADS=str(self.threads), PYTHONHASHSEED="0", HF_HUB_OFFLINE="1")
+        env.pop("T2C_FLUSH_DENORMAL", None)  # only the setting that asks for it flushes
         if self.flush_denormal:
             env["T2C_FLUSH_DENORMAL"] = "1"
         return env
