@@ -154,7 +154,7 @@ class Probe:
             with torch.no_grad():
                 return torch.cat([self.backbone(x[i : i + batch_size].to(device)).cpu()
                                   for i in range(0, x.shape[0], batch_size)])
-        data = options.extract(self._source(images), {"source": self.backbone}).load()
+        data = backbone_features(self._source(images), self.backbone, options).load()
         return data["source"][data["indices"].argsort()]
 
     # -- verbs --------------------------------------------------------------------------------
